@@ -1,0 +1,31 @@
+# `make demo`: create .venv, install, train + export a BSR reward model offline on CPU.  `make test`: the test suite.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# A CPU torch wheel that satisfies the project's range; override e.g. TORCH=torch for your platform's default.
+TORCH ?= torch==2.13.0
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo test install lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: install
+	$(PY) -m bsr_lightning fit --config configs/quickstart.yaml
+
+test: install
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check src tests scripts
+
+clean:
+	rm -rf artifacts lightning_logs .pytest_cache

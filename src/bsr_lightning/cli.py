@@ -1,0 +1,43 @@
+"""The command line: LightningCLI's ``fit|validate|test|predict`` plus ``export``.
+
+``python -m bsr_lightning fit --config configs/quickstart.yaml`` trains; any init argument can be overridden, e.g.
+``--model.regularizer.init_args.weight 1e-2`` or ``--trainer.max_steps 10``; ``--print_config`` prints a config that
+runs when fed back. ``python -m bsr_lightning export --ckpt_path X --output_dir Y`` writes a Hugging Face directory.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import lightning as L
+from lightning.pytorch.cli import LightningCLI
+
+EXTRA_COMMANDS = ("export",)
+
+
+class BSRLightningCLI(LightningCLI):
+    """LightningCLI with subclass-mode model and data (``class_path``/``init_args``) and sane defaults."""
+
+    def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+        super().__init__(
+            L.LightningModule,
+            L.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+            args=args,
+            run=run,
+        )
+
+
+def cli_main(args: list[str] | None = None):
+    """Entry point of ``python -m bsr_lightning`` and the ``bsr-lightning`` console script."""
+    argv = list(sys.argv[1:] if args is None else args)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if argv and argv[0] in EXTRA_COMMANDS:
+        from bsr_lightning.export import export_main
+
+        return export_main(argv[1:])
+    return BSRLightningCLI(args=args)

@@ -1,0 +1,105 @@
+"""Turning :class:`PreferencePair` into token ids: chat template (or plain HH text), length policy, counts."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from bsr_lightning.data.formats import Message, PreferencePair
+
+log = logging.getLogger(__name__)
+Overlong = Literal["drop", "truncate_left", "truncate_right"]
+_PLAIN_ROLE = {"user": "Human", "assistant": "Assistant", "system": "System"}
+
+
+@dataclass
+class EncodedPair:
+    """Token ids of one pair: ``chosen`` ``(Tc,)`` and ``rejected`` ``(Tr,)`` int32 arrays."""
+
+    row_id: int
+    chosen: np.ndarray
+    rejected: np.ndarray
+    margin: float | None = None
+
+
+def render(tokenizer, messages: list[Message]) -> str:
+    """The text a reward model reads: the tokenizer's chat template, or HH-style ``Human:``/``Assistant:`` turns."""
+    if tokenizer.chat_template:
+        return tokenizer.apply_chat_template(messages, tokenize=False)
+    return "\n\n".join(f"{_PLAIN_ROLE[m['role']]}: {m['content']}" for m in messages)
+
+
+class PairEncoder:
+    """Tokenize pairs and apply the over-long policy, counting everything it does.
+
+    Special tokens at either end (BOS/CLS, EOS/SEP/end-of-turn) are kept when truncating; the text between is cut.
+
+    Args:
+        tokenizer: a Hugging Face tokenizer.
+        max_length: the longest sequence, in tokens, special tokens included.
+        overlong: ``drop`` the pair, or ``truncate_left`` (keep the end) / ``truncate_right`` (keep the start).
+    """
+
+    def __init__(self, tokenizer, max_length: int, overlong: Overlong = "drop") -> None:
+        if overlong not in ("drop", "truncate_left", "truncate_right"):
+            raise ValueError(f"overlong must be 'drop', 'truncate_left' or 'truncate_right', got {overlong!r}.")
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.overlong = overlong
+        self.special_ids = set(tokenizer.all_special_ids)
+
+    def encode(self, pairs: list[PreferencePair], name: str) -> tuple[list[EncodedPair], Counter]:
+        """Encode ``pairs``; returns the kept pairs and counts (``pairs``, ``overlong``, ``dropped_overlong``,
+        ``truncated``, ``dropped_identical_after_truncation``), which are also logged."""
+        add_special = not self.tokenizer.chat_template  # templates carry their own special tokens
+        texts = [render(self.tokenizer, p.prompt + c) for p in pairs for c in (p.chosen, p.rejected)]
+        ids = self.tokenizer(texts, add_special_tokens=add_special)["input_ids"]
+        counts: Counter = Counter(pairs=len(pairs))
+        encoded = []
+        for i, pair in enumerate(pairs):
+            chosen, rejected = ids[2 * i], ids[2 * i + 1]
+            too_long = max(len(chosen), len(rejected)) > self.max_length
+            counts["overlong"] += too_long
+            if too_long and self.overlong == "drop":
+                counts["dropped_overlong"] += 1
+                continue
+            if too_long:
+                chosen, rejected = self._truncate(chosen), self._truncate(rejected)
+                counts["truncated"] += 1
+                if chosen == rejected:
+                    counts["dropped_identical_after_truncation"] += 1
+                    continue
+            encoded.append(EncodedPair(pair.row_id, np.asarray(chosen, np.int32), np.asarray(rejected, np.int32),
+                                       pair.margin))
+        self._report(name, counts)
+        return encoded, counts
+
+    def _truncate(self, ids: list[int]) -> list[int]:
+        if len(ids) <= self.max_length:
+            return ids
+        head = 0
+        while head < len(ids) and ids[head] in self.special_ids:
+            head += 1
+        tail = 0
+        while tail < len(ids) - head and ids[len(ids) - 1 - tail] in self.special_ids:
+            tail += 1
+        keep = self.max_length - head - tail
+        if keep <= 0:
+            raise ValueError(f"max_length {self.max_length} leaves no room for text besides special tokens.")
+        body = ids[head : len(ids) - tail]
+        body = body[-keep:] if self.overlong == "truncate_left" else body[:keep]
+        return ids[:head] + body + ids[len(ids) - tail :]
+
+    def _report(self, name: str, counts: Counter) -> None:
+        if counts["overlong"]:
+            log.warning(
+                "%s: %d of %d pairs longer than max_length=%d tokens; policy %r: %d dropped, %d truncated "
+                "(%d dropped as identical after truncation).", name, counts["overlong"], counts["pairs"],
+                self.max_length, self.overlong, counts["dropped_overlong"], counts["truncated"],
+                counts["dropped_identical_after_truncation"])
+        else:
+            log.info("%s: %d pairs, none longer than max_length=%d.", name, counts["pairs"], self.max_length)

@@ -1,0 +1,130 @@
+"""Preference rows in any of the supported formats, normalized to :class:`PreferencePair` with clear errors.
+
+Formats (detected per row):
+
+(a) ``chosen``/``rejected`` full transcripts, HH-RLHF style (``"\\n\\nHuman: ...\\n\\nAssistant: ..."``): the shared
+    turns become the prompt, the rest the completions;
+(b) ``prompt``/``chosen``/``rejected`` strings (the prompt may itself be an HH transcript);
+(c) conversational: ``chosen``/``rejected`` (and optionally ``prompt``) lists of ``{"role", "content"}`` messages.
+
+An optional numeric ``margin`` column is kept for margin losses.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+Message = dict[str, str]
+ROLES = ("system", "user", "assistant")
+_HH_TURN = re.compile(r"\n\n(Human|Assistant): ")
+_HH_ROLE = {"Human": "user", "Assistant": "assistant"}
+
+
+class RowError(ValueError):
+    """A row that cannot be used. ``where`` locates it (``file:line`` or ``file row N``)."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(f"{where}: {problem}")
+        self.where = where
+        self.problem = problem
+
+
+@dataclass
+class PreferencePair:
+    """One comparison: a shared prompt and two completions, each a list of chat messages."""
+
+    row_id: int
+    where: str
+    prompt: list[Message]
+    chosen: list[Message]
+    rejected: list[Message]
+    margin: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def parse_hh(text: str) -> list[Message] | None:
+    """Split an HH-RLHF transcript into messages; None when the text has no ``Human:``/``Assistant:`` turns."""
+    text = text if text.startswith("\n\n") else "\n\n" + text
+    parts = _HH_TURN.split(text)
+    if len(parts) < 3 or parts[0].strip():
+        return None
+    return [{"role": _HH_ROLE[role], "content": content.strip()} for role, content in zip(parts[1::2], parts[2::2])]
+
+
+def _check_messages(value, column: str, where: str) -> list[Message]:
+    if not isinstance(value, list) or not value:
+        raise RowError(where, f"column '{column}' must be a non-empty list of messages, got {_describe(value)}")
+    for i, message in enumerate(value):
+        if not isinstance(message, dict) or set(message) < {"role", "content"}:
+            raise RowError(where, f"'{column}'[{i}] must be a dict with 'role' and 'content', got {_describe(message)}")
+        if message["role"] not in ROLES:
+            raise RowError(where, f"'{column}'[{i}] has role {message['role']!r}; expected one of {ROLES}")
+        _check_text(message["content"], f"{column}[{i}].content", where)
+    return [{"role": m["role"], "content": m["content"]} for m in value]
+
+
+def _check_text(value, column: str, where: str) -> str:
+    if not isinstance(value, str):
+        raise RowError(where, f"column '{column}' must be a string, got {_describe(value)}")
+    if not value.strip():
+        raise RowError(where, f"column '{column}' is empty")
+    return value
+
+
+def _describe(value) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"
+
+
+def _as_messages(value, column: str, where: str, role: str) -> list[Message]:
+    """A column's value as messages: message lists pass through, strings become one message (HH parsed)."""
+    if isinstance(value, list):
+        return _check_messages(value, column, where)
+    text = _check_text(value, column, where)
+    return parse_hh(text) or [{"role": role, "content": text.strip()}]
+
+
+def _split_common_prefix(chosen: list[Message], rejected: list[Message]) -> tuple[list[Message], ...]:
+    n = 0
+    while n < min(len(chosen), len(rejected)) - 1 and chosen[n] == rejected[n]:
+        n += 1
+    return chosen[:n], chosen[n:], rejected[n:]
+
+
+def _check_roles(prompt: list[Message], completion: list[Message], column: str, where: str) -> None:
+    if completion[-1]["role"] != "assistant":
+        raise RowError(where, f"'{column}' must end with an assistant message, ends with '{completion[-1]['role']}'")
+    roles = [m["role"] for m in prompt + completion]
+    if "system" in roles[1:]:
+        raise RowError(where, f"'{column}': a system message may only come first")
+
+
+def row_to_pair(row: dict, row_id: int, where: str) -> PreferencePair:
+    """Validate one raw row and normalize it; raises :class:`RowError` naming ``where`` and the problem."""
+    if not isinstance(row, dict):
+        raise RowError(where, f"expected a JSON object, got {_describe(row)}")
+    for column in ("chosen", "rejected"):
+        if column not in row or row[column] is None:
+            raise RowError(where, f"missing column '{column}' (columns present: {sorted(row)})")
+    chosen = _as_messages(row["chosen"], "chosen", where, "assistant")
+    rejected = _as_messages(row["rejected"], "rejected", where, "assistant")
+    if row.get("prompt") is not None:
+        prompt = _as_messages(row["prompt"], "prompt", where, "user")
+    else:
+        prompt, chosen, rejected = _split_common_prefix(chosen, rejected)
+    for column, completion in (("chosen", chosen), ("rejected", rejected)):
+        _check_roles(prompt, completion, column, where)
+    if chosen == rejected:
+        raise RowError(where, "'chosen' and 'rejected' are identical")
+    return PreferencePair(row_id, where, prompt, chosen, rejected, _margin(row, where))
+
+
+def _margin(row: dict, where: str) -> float | None:
+    value = row.get("margin")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise RowError(where, f"column 'margin' must be a finite number, got {_describe(value)}")
+    return float(value)

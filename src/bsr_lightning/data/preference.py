@@ -1,0 +1,171 @@
+"""``PreferenceDataModule``: preference pairs from local files or the hub, validated, tokenized, batched."""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import lightning as L
+import numpy as np
+from torch.utils.data import DataLoader
+
+from bsr_lightning.data.collate import LengthGroupedSampler, PairCollator, PairDataset
+from bsr_lightning.data.encoding import Overlong, PairEncoder
+from bsr_lightning.data.formats import PreferencePair, RowError, row_to_pair
+from bsr_lightning.data.loading import iter_raw_rows
+
+log = logging.getLogger(__name__)
+BadRows = Literal["error", "skip"]
+
+
+def collect_pairs(raw_rows, bad_rows: BadRows = "error", name: str = "data") -> list[PreferencePair]:
+    """Validate ``(where, row)`` items into pairs. ``bad_rows='error'`` stops at the first bad row with a message
+    naming it; ``'skip'`` skips bad rows and logs how many, with the first places."""
+    pairs, bad = [], []
+    for row_id, (where, row) in enumerate(raw_rows):
+        try:
+            if isinstance(row, RowError):
+                raise row
+            pairs.append(row_to_pair(row, row_id, where))
+        except RowError as err:
+            if bad_rows == "error":
+                raise RowError(err.where, f"{err.problem}. Fix the row, or pass `--data.init_args.bad_rows skip` to "
+                                          "skip bad rows (they are counted and reported).") from None
+            bad.append(err)
+    if bad:
+        first = "; ".join(str(e) for e in bad[:5])
+        log.warning("%s: skipped %d bad rows of %d (bad_rows='skip'). First: %s", name, len(bad), row_id + 1, first)
+    if not pairs:
+        raise ValueError(f"{name}: no usable preference pairs ({len(bad)} bad rows).")
+    return pairs
+
+
+class PreferenceDataModule(L.LightningDataModule):
+    """Preference pairs for reward-model training.
+
+    Args:
+        path: local file(s) (``.jsonl``, ``.jsonl.gz``, ``.json``, ``.parquet``, ``.csv``; a glob, a directory or
+            comma-separated) or a hub dataset id.
+        name: the hub dataset's config name.
+        data_dir: the hub dataset's data directory (e.g. ``harmless-base`` for ``Anthropic/hh-rlhf``).
+        split: the split to train on.
+        val_path: a separate validation file or hub id; else ``val_split`` of ``path``; else a seeded
+            ``val_fraction`` carved from the training rows.
+        val_split: a validation split of ``path`` (e.g. ``test``).
+        val_fraction: the fraction carved out when no validation data is given (0 for none).
+        test_path: data for ``test``/``predict``; the validation data when None.
+        tokenizer: tokenizer name or path; None takes the model's (``trainer.lightning_module.tokenizer``).
+        chat_template: a Jinja chat template (inline or a ``.jinja`` path) replacing the tokenizer's.
+        max_length: the longest sequence in tokens.
+        overlong: what to do with longer pairs: ``drop``, ``truncate_left`` or ``truncate_right`` (counts logged).
+        bad_rows: ``error`` stops at the first bad row; ``skip`` skips and counts them.
+        batch_size: pairs per training micro-batch (the forward pass sees twice as many sequences).
+        eval_batch_size: pairs per evaluation batch; ``batch_size`` when None.
+        group_by_length: batch pairs of similar length together (less padding).
+        num_workers: DataLoader workers.
+        seed: seed of the validation carve and the length grouping.
+        max_pairs: keep only the first N training rows (quick experiments).
+    """
+
+    def __init__(
+        self,
+        path: str | None = None,
+        name: str | None = None,
+        data_dir: str | None = None,
+        split: str = "train",
+        val_path: str | None = None,
+        val_split: str | None = None,
+        val_fraction: float = 0.05,
+        test_path: str | None = None,
+        tokenizer: str | None = None,
+        chat_template: str | None = None,
+        max_length: int = 512,
+        overlong: Overlong = "drop",
+        bad_rows: BadRows = "error",
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        group_by_length: bool = False,
+        num_workers: int = 0,
+        seed: int = 0,
+        max_pairs: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}.")
+        self.save_hyperparameters()
+        self.tokenizer = None
+        self.datasets: dict[str, PairDataset] = {}
+        self.counts: dict[str, dict[str, int]] = {}
+
+    def read_pairs(self, stage: str) -> list[PreferencePair]:
+        """Validated pairs of ``stage`` (``train``, ``val`` or ``test``); ``[]`` when it has no own source."""
+        hp = self.hparams
+        if hp.path is None:
+            raise ValueError("PreferenceDataModule needs `path` (a local file or a hub dataset id).")
+        source = {"train": (hp.path, hp.split), "val": (hp.val_path or (hp.val_split and hp.path), hp.val_split),
+                  "test": (hp.test_path, hp.split if hp.test_path else None)}[stage]
+        if not source[0]:
+            return []
+        split = source[1] or "train"
+        rows = iter_raw_rows(source[0], hp.name, hp.data_dir, split)
+        pairs = collect_pairs(rows, hp.bad_rows, f"{stage} data {source[0]}")
+        return pairs[: hp.max_pairs] if stage == "train" and hp.max_pairs else pairs
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        self.tokenizer = self.tokenizer or self._load_tokenizer()
+        train = self.read_pairs("train")
+        val = self.read_pairs("val")
+        if not val and self.hparams.val_fraction > 0:
+            train, val = self._carve(train)
+        encoder = PairEncoder(self.tokenizer, self.hparams.max_length, self.hparams.overlong)
+        for split, pairs in (("train", train), ("val", val), ("test", self.read_pairs("test"))):
+            if pairs:
+                encoded, counts = encoder.encode(pairs, split)
+                self.datasets[split], self.counts[split] = PairDataset(encoded), dict(counts)
+        self.datasets.setdefault("test", self.datasets.get("val"))
+
+    def _carve(self, pairs: list[PreferencePair]) -> tuple[list[PreferencePair], list[PreferencePair]]:
+        order = np.random.default_rng(self.hparams.seed).permutation(len(pairs))
+        n_val = max(1, round(self.hparams.val_fraction * len(pairs)))
+        val_idx = set(order[:n_val].tolist())
+        return ([p for i, p in enumerate(pairs) if i not in val_idx], [p for i, p in enumerate(pairs) if i in val_idx])
+
+    def _load_tokenizer(self):
+        if self.hparams.tokenizer is not None:
+            from bsr_lightning.models import load_tokenizer
+
+            return load_tokenizer(self.hparams.tokenizer, self.hparams.chat_template)
+        if self.trainer is None or getattr(self.trainer.lightning_module, "tokenizer", None) is None:
+            raise ValueError("PreferenceDataModule has no tokenizer: set `tokenizer`, or attach it to a module that "
+                             "has one (RewardModel does).")
+        tokenizer = self.trainer.lightning_module.tokenizer
+        if self.hparams.chat_template is not None:
+            from bsr_lightning.models import _read_template
+
+            tokenizer.chat_template = _read_template(self.hparams.chat_template)
+        return tokenizer
+
+    def _loader(self, split: str, train: bool = False) -> DataLoader:
+        dataset = self.datasets.get(split)
+        if dataset is None:
+            return []
+        hp = self.hparams
+        batch_size = hp.batch_size if train else (hp.eval_batch_size or hp.batch_size)
+        sampler = LengthGroupedSampler(dataset.lengths(), batch_size, hp.seed) if train and hp.group_by_length else None
+        collate = PairCollator(self.tokenizer.pad_token_id, self.tokenizer.padding_side)
+        return DataLoader(dataset, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler,
+                          collate_fn=collate, num_workers=hp.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test")

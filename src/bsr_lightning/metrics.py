@@ -1,0 +1,76 @@
+"""torchmetrics that summarize rewards and hidden-state norms over steps and epochs."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torchmetrics import MeanMetric, Metric, MetricCollection
+
+
+class Moments(Metric):
+    """Running mean and standard deviation of every value seen, reduced across devices.
+
+    ``compute()`` returns ``(mean, std)`` (population std) of all values passed to ``update`` since the last reset.
+    """
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("total_sq", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, values: Tensor) -> None:
+        values = values.detach().double().flatten()
+        self.total += values.sum()
+        self.total_sq += values.pow(2).sum()
+        self.count += values.numel()
+
+    def compute(self) -> tuple[Tensor, Tensor]:
+        mean = self.total / self.count
+        var = (self.total_sq / self.count - mean**2).clamp(min=0)
+        return mean.float(), var.sqrt().float()
+
+
+class RewardMetrics(torch.nn.Module):
+    """Per-stage reward-model metrics: means of loss, accuracy, margin, penalty and chosen/rejected rewards, and
+    the moments of all rewards and of the head-input hidden-state norms."""
+
+    MEANS = ("loss", "accuracy", "margin", "penalty", "chosen_reward", "rejected_reward")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.means = MetricCollection({name: MeanMetric() for name in self.MEANS})
+        self.reward = Moments()
+        self.hidden_norm = Moments()
+
+    def update(self, values: dict[str, Tensor], rewards: Tensor, hidden_norms: Tensor | None) -> None:
+        """Add one batch: ``values`` maps the names in ``MEANS`` to ``(B,)`` or scalar tensors; ``rewards`` ``(2B,)``,
+        ``hidden_norms`` ``(2B,)``."""
+        for name, value in values.items():
+            self.means[name].update(value.detach().float())
+        self.reward.update(rewards)
+        if hidden_norms is not None:
+            self.hidden_norm.update(hidden_norms)
+
+    def compute(self) -> dict[str, Tensor]:
+        out = {name: metric.compute() for name, metric in self.means.items()}
+        out["reward_mean"], out["reward_std"] = self.reward.compute()
+        if self.hidden_norm.count > 0:
+            out["hidden_norm_mean"], out["hidden_norm_std"] = self.hidden_norm.compute()
+        return out
+
+    def reset(self) -> None:
+        self.means.reset()
+        self.reward.reset()
+        self.hidden_norm.reset()
+
+
+def batch_summary(values: dict[str, Tensor], rewards: Tensor, hidden_norms: Tensor | None) -> dict[str, Tensor]:
+    """The same statistics as :class:`RewardMetrics`, for one batch (per-step logging)."""
+    out = {name: value.detach().float().mean() for name, value in values.items()}
+    out["reward_mean"], out["reward_std"] = rewards.detach().mean(), rewards.detach().std(unbiased=False)
+    if hidden_norms is not None:
+        out["hidden_norm_mean"], out["hidden_norm_std"] = hidden_norms.mean(), hidden_norms.std(unbiased=False)
+    return out

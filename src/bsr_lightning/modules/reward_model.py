@@ -1,0 +1,163 @@
+"""``RewardModel``: a Bradley-Terry-style reward model on any Hugging Face sequence-classification backbone."""
+
+from __future__ import annotations
+
+import inspect
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from bsr_lightning.losses import BradleyTerry, PairwiseLoss
+from bsr_lightning.metrics import RewardMetrics, batch_summary
+from bsr_lightning.models import find_score_head, load_reward_backbone, load_tokenizer, pooling_of
+from bsr_lightning.optim import Schedule, build_optimizer
+from bsr_lightning.regularizers import NoRegularizer, Regularizer
+
+
+class RewardModel(L.LightningModule):
+    """Train a scalar reward model on preference pairs with a pairwise loss plus a pluggable regularizer.
+
+    The loss of a batch of B pairs is ``mean(loss(regularizer.margin(c, r), c, r)) + regularizer.penalty(c, r)``.
+    Chosen and rejected sequences go through one forward pass as a ``(2B, T)`` batch.
+
+    Args:
+        model_name_or_path: hub id, local directory, or ``pkg:MODULE`` for a model shipped in a Python package.
+        regularizer: a :class:`~bsr_lightning.regularizers.Regularizer`; ``NoRegularizer()`` (plain BT) when None.
+        loss: a :class:`~bsr_lightning.losses.PairwiseLoss`; ``BradleyTerry()`` when None.
+        lr: peak learning rate of AdamW.
+        weight_decay: AdamW weight decay (not applied to biases and norms).
+        betas: AdamW betas.
+        warmup_ratio: fraction of the total steps spent warming up linearly.
+        lr_schedule: after warmup: ``constant``, ``linear`` or ``cosine`` decay to 0.
+        score_init: ``default`` (transformers' init) or ``normal`` (std ``1/sqrt(H+1)``, the paper's code).
+        dropout: keep the backbone's dropout (off by default).
+        chat_template: a Jinja chat template (inline or ``.jinja`` path) replacing the tokenizer's.
+        torch_dtype: load weights as ``bfloat16``, ``float16`` or ``float32``; None keeps the checkpoint's.
+        attn_implementation: e.g. ``sdpa`` or ``flash_attention_2``.
+        trust_remote_code: allow model code from the hub (off unless asked for).
+        gradient_checkpointing: recompute activations in the backward pass to save memory.
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str,
+        regularizer: Regularizer | None = None,
+        loss: PairwiseLoss | None = None,
+        lr: float = 1e-5,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        warmup_ratio: float = 0.03,
+        lr_schedule: Schedule = "linear",
+        score_init: str = "default",
+        dropout: bool = False,
+        chat_template: str | None = None,
+        torch_dtype: str | None = None,
+        attn_implementation: str | None = None,
+        trust_remote_code: bool = False,
+        gradient_checkpointing: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["regularizer", "loss"])
+        self.regularizer = regularizer if regularizer is not None else NoRegularizer()
+        self.loss_fn = loss if loss is not None else BradleyTerry()
+        self.tokenizer = load_tokenizer(model_name_or_path, chat_template, trust_remote_code)
+        self.backbone = load_reward_backbone(model_name_or_path, self.tokenizer, dropout, score_init, torch_dtype,
+                                             trust_remote_code, attn_implementation)
+        self.backbone.train()  # from_pretrained returns eval mode; Lightning switches modes per stage from here
+        if gradient_checkpointing:
+            self.backbone.gradient_checkpointing_enable()
+        self.pooling = pooling_of(self.backbone)
+        self._accepts_position_ids = "position_ids" in inspect.signature(self.backbone.forward).parameters
+        self._head_input: Tensor | None = None
+        find_score_head(self.backbone).register_forward_hook(self._capture_head_input)
+        self.train_metrics, self.val_metrics, self.test_metrics = RewardMetrics(), RewardMetrics(), RewardMetrics()
+
+    def _capture_head_input(self, module, args, output) -> None:
+        self._head_input = args[0]
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Score sequences.
+
+        Args:
+            input_ids: ``(N, T)`` token ids, left or right padded.
+            attention_mask: ``(N, T)``, 1 on real tokens.
+
+        Returns:
+            ``rewards`` ``(N,)`` and ``hidden`` ``(N, H)``, the pooled hidden state that entered the score head.
+        """
+        kwargs = {}
+        if self._accepts_position_ids:  # positions count real tokens only, so left padding changes nothing
+            kwargs["position_ids"] = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        logits = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits  # (N, 1)
+        hidden, self._head_input = self._head_input, None
+        if hidden.dim() == 3:  # the head saw every position: pick the pooled one
+            index = self._pooled_index(attention_mask)
+            hidden = hidden[torch.arange(hidden.size(0), device=hidden.device), index]
+        return logits.squeeze(-1).float(), hidden
+
+    def _pooled_index(self, attention_mask: Tensor) -> Tensor:
+        """``(N,)`` the position the reward is read at: the last real token (decoders) or the first (encoders)."""
+        positions = torch.arange(attention_mask.size(1), device=attention_mask.device)
+        if self.pooling == "last":
+            return (positions * attention_mask).argmax(-1)
+        return ((1 - attention_mask) * attention_mask.size(1) + positions).argmin(-1)
+
+    @torch.inference_mode()
+    def score(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """Rewards ``(N,)`` for ``(N, T)`` token ids, without gradients."""
+        return self(input_ids, attention_mask)[0]
+
+    def pair_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Loss and statistics of one batch of B pairs (``input_ids`` ``(2B, T)``, chosen first)."""
+        rewards, hidden = self(batch["input_ids"], batch["attention_mask"])  # (2B,), (2B, H)
+        chosen, rejected = rewards.chunk(2)  # (B,), (B,)
+        logits = self.regularizer.margin(chosen, rejected)
+        pair_loss = self.loss_fn(logits, chosen, rejected, batch.get("margin")).mean()
+        penalty = self.regularizer.penalty(chosen, rejected)
+        loss = pair_loss + penalty
+        values = {"loss": loss, "accuracy": (chosen > rejected).float(), "margin": chosen - rejected,
+                  "penalty": penalty, "chosen_reward": chosen, "rejected_reward": rejected}
+        return {"loss": loss, "values": values, "rewards": rewards, "hidden_norms": hidden.detach().float().norm(dim=-1)}
+
+    def _run_stage(self, batch: dict[str, Tensor], stage: str) -> Tensor:
+        out = self.pair_step(batch)
+        getattr(self, f"{stage}_metrics").update(out["values"], out["rewards"], out["hidden_norms"])
+        if stage == "train":
+            step_stats = batch_summary(out["values"], out["rewards"], out["hidden_norms"])
+            loss_step = step_stats.pop("loss")
+            self.log_dict({f"train/{k}_step": v for k, v in step_stats.items()})
+            self.log("train/loss_step", loss_step, prog_bar=True)
+        return out["loss"]
+
+    def _log_epoch(self, stage: str) -> None:
+        values = getattr(self, f"{stage}_metrics").compute()
+        self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, sync_dist=False)
+        getattr(self, f"{stage}_metrics").reset()
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self._run_stage(batch, "train")
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._run_stage(batch, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._run_stage(batch, "test")
+
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        chosen, rejected = self.score(batch["input_ids"], batch["attention_mask"]).chunk(2)
+        return {"row_ids": batch["row_ids"], "chosen": chosen, "rejected": rejected}
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def configure_optimizers(self) -> dict:
+        hp = self.hparams
+        return build_optimizer(self, hp.lr, hp.weight_decay, hp.betas, hp.warmup_ratio, hp.lr_schedule,
+                               self.trainer.estimated_stepping_batches)

