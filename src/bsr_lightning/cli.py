@@ -7,11 +7,14 @@ runs when fed back. ``python -m bsr_lightning export --ckpt_path X --output_dir 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 
 import lightning as L
+from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import CSVLogger
 
 EXTRA_COMMANDS = ("export",)
 
@@ -30,6 +33,21 @@ class BSRLightningCLI(LightningCLI):
             args=args,
             run=run,
         )
+
+
+    def before_instantiate_classes(self) -> None:
+        """Default loggers: CSV always, TensorBoard too when installed, in one ``lightning_logs/version_N``."""
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.trainer.logger not in (None, True):
+            return
+        root = config.trainer.default_root_dir or "."
+        loggers = [Namespace(class_path="lightning.pytorch.loggers.CSVLogger", init_args=Namespace(save_dir=root))]
+        if importlib.util.find_spec("tensorboard") is not None:
+            version = CSVLogger(root).version
+            loggers[0].init_args.version = version
+            loggers.append(Namespace(class_path="lightning.pytorch.loggers.TensorBoardLogger",
+                                     init_args=Namespace(save_dir=root, version=version)))
+        config.trainer.logger = loggers
 
 
 def cli_main(args: list[str] | None = None):

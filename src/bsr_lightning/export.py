@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from jsonargparse import ArgumentParser
 
+from bsr_lightning.specs import instantiate_spec
+
 
 def save_pretrained_atomic(model, tokenizer, output_dir: str | Path) -> Path:
     """``save_pretrained`` model and tokenizer into a temporary sibling directory, then rename it into place, so a
@@ -51,7 +53,7 @@ def load_module_from_checkpoint(ckpt_path: str):
     hparams.pop("_instantiator", None)
     module_name, _, class_name = class_path.rpartition(".")
     cls = getattr(__import__(module_name, fromlist=[class_name]), class_name)
-    init_args = {k: v for k, v in hparams.items() if k in _init_params(cls)}
+    init_args = {k: instantiate_spec(v) for k, v in hparams.items() if k in _init_params(cls)}
     module = cls(**init_args)
     module.load_state_dict(checkpoint["state_dict"])
     return module.eval()

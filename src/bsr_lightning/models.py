@@ -118,7 +118,6 @@ def load_reward_backbone(
     config = AutoConfig.from_pretrained(path, num_labels=1, trust_remote_code=trust_remote_code)
     if not dropout:
         disable_dropout(config)
-    config.pad_token_id = tokenizer.pad_token_id
     kwargs = {"config": config, "trust_remote_code": trust_remote_code}
     if torch_dtype is not None:
         kwargs["dtype"] = getattr(torch, torch_dtype)
@@ -127,6 +126,7 @@ def load_reward_backbone(
     model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
+    model.config.pad_token_id = tokenizer.pad_token_id  # exported models then pool the same token as training
     if pooling_of(model) == "first":
         tokenizer.padding_side = "right"  # the first-token pooler needs the first real token at position 0
     init_score_head(model, score_init)

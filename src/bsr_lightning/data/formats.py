@@ -50,7 +50,8 @@ def parse_hh(text: str) -> list[Message] | None:
     parts = _HH_TURN.split(text)
     if len(parts) < 3 or parts[0].strip():
         return None
-    return [{"role": _HH_ROLE[role], "content": content.strip()} for role, content in zip(parts[1::2], parts[2::2])]
+    turns = zip(parts[1::2], parts[2::2], strict=True)
+    return [{"role": _HH_ROLE[role], "content": content.strip()} for role, content in turns]
 
 
 def _check_messages(value, column: str, where: str) -> list[Message]:

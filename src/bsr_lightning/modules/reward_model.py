@@ -13,6 +13,7 @@ from bsr_lightning.metrics import RewardMetrics, batch_summary
 from bsr_lightning.models import find_score_head, load_reward_backbone, load_tokenizer, pooling_of
 from bsr_lightning.optim import Schedule, build_optimizer
 from bsr_lightning.regularizers import NoRegularizer, Regularizer
+from bsr_lightning.specs import object_spec
 
 
 class RewardModel(L.LightningModule):
@@ -61,6 +62,7 @@ class RewardModel(L.LightningModule):
         self.save_hyperparameters(ignore=["regularizer", "loss"])
         self.regularizer = regularizer if regularizer is not None else NoRegularizer()
         self.loss_fn = loss if loss is not None else BradleyTerry()
+        self.hparams.update(regularizer=object_spec(self.regularizer), loss=object_spec(self.loss_fn))
         self.tokenizer = load_tokenizer(model_name_or_path, chat_template, trust_remote_code)
         self.backbone = load_reward_backbone(model_name_or_path, self.tokenizer, dropout, score_init, torch_dtype,
                                              trust_remote_code, attn_implementation)
@@ -118,7 +120,8 @@ class RewardModel(L.LightningModule):
         loss = pair_loss + penalty
         values = {"loss": loss, "accuracy": (chosen > rejected).float(), "margin": chosen - rejected,
                   "penalty": penalty, "chosen_reward": chosen, "rejected_reward": rejected}
-        return {"loss": loss, "values": values, "rewards": rewards, "hidden_norms": hidden.detach().float().norm(dim=-1)}
+        hidden_norms = hidden.detach().float().norm(dim=-1)  # (2B,)
+        return {"loss": loss, "values": values, "rewards": rewards, "hidden_norms": hidden_norms}
 
     def _run_stage(self, batch: dict[str, Tensor], stage: str) -> Tensor:
         out = self.pair_step(batch)

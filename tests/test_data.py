@@ -1,0 +1,146 @@
+import gzip
+import json
+import logging
+
+import pytest
+
+from bsr_lightning.data.encoding import PairEncoder, render
+from bsr_lightning.data.formats import RowError, parse_hh, row_to_pair
+from bsr_lightning.data.loading import iter_raw_rows
+from bsr_lightning.data.preference import PreferenceDataModule, collect_pairs
+from bsr_lightning.models import load_tokenizer
+from conftest import HH_DATA, write_jsonl
+
+HH_CHOSEN = "\n\nHuman: Hi there\n\nAssistant: Hello! How can I help?"
+HH_REJECTED = "\n\nHuman: Hi there\n\nAssistant: Go away."
+
+
+def test_parse_hh_transcript():
+    assert parse_hh(HH_CHOSEN) == [{"role": "user", "content": "Hi there"},
+                                   {"role": "assistant", "content": "Hello! How can I help?"}]
+    assert parse_hh("just some text") is None
+
+
+@pytest.mark.parametrize("row", [
+    {"chosen": HH_CHOSEN, "rejected": HH_REJECTED},
+    {"prompt": "Hi there", "chosen": "Hello! How can I help?", "rejected": "Go away."},
+    {"prompt": [{"role": "user", "content": "Hi there"}],
+     "chosen": [{"role": "assistant", "content": "Hello! How can I help?"}],
+     "rejected": [{"role": "assistant", "content": "Go away."}]},
+    {"chosen": [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello! How can I help?"}],
+     "rejected": [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Go away."}]},
+], ids=["hh", "prompt-strings", "conversational", "conversational-no-prompt"])
+def test_three_formats_normalize_to_the_same_pair(row):
+    pair = row_to_pair(row, 0, "f.jsonl:1")
+    assert pair.prompt == [{"role": "user", "content": "Hi there"}]
+    assert pair.chosen == [{"role": "assistant", "content": "Hello! How can I help?"}]
+    assert pair.rejected == [{"role": "assistant", "content": "Go away."}]
+
+
+@pytest.mark.parametrize("row, problem", [
+    ({"chosen": "a"}, "missing column 'rejected'"),
+    ({"chosen": 3, "rejected": "b"}, "column 'chosen' must be a string, got int"),
+    ({"chosen": "  ", "rejected": "b"}, "column 'chosen' is empty"),
+    ({"prompt": "p", "chosen": "same", "rejected": "same"}, "identical"),
+    ({"prompt": "p", "chosen": [{"role": "bot", "content": "x"}], "rejected": "y"}, "role 'bot'"),
+    ({"prompt": "p", "chosen": [{"role": "user", "content": "x"}], "rejected": "y"}, "end with an assistant"),
+    ({"prompt": "p", "chosen": "a", "rejected": "b", "margin": "big"}, "'margin' must be a finite number"),
+])
+def test_bad_rows_name_the_place_and_problem(row, problem):
+    with pytest.raises(RowError, match=problem) as err:
+        row_to_pair(row, 4, "data.jsonl:5")
+    assert str(err.value).startswith("data.jsonl:5: ")
+
+
+def test_malformed_json_line_is_reported_with_line_number(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "p", "chosen": "a", "rejected": "b"}, "{not json",
+                                             {"prompt": "p", "chosen": "a", "rejected": "c"}])
+    with pytest.raises(RowError, match=r"d\.jsonl:2: malformed JSON.*bad_rows skip"):
+        collect_pairs(iter_raw_rows(path), "error")
+
+
+def test_skip_counts_bad_rows_and_reports_first_lines(tmp_path, caplog):
+    rows = [{"prompt": "p", "chosen": "a", "rejected": "b"}, "{oops", {"prompt": "p", "chosen": "a"},
+            {"prompt": "p", "chosen": "x", "rejected": "y"}]
+    path = write_jsonl(tmp_path / "d.jsonl", rows)
+    with caplog.at_level(logging.WARNING):
+        pairs = collect_pairs(iter_raw_rows(path), "skip", "train")
+    assert [p.where for p in pairs] == [f"{path}:1", f"{path}:4"]
+    assert "skipped 2 bad rows of 4" in caplog.text and f"{path}:2" in caplog.text and f"{path}:3" in caplog.text
+
+
+def test_reads_gz_json_array_parquet_and_csv(tmp_path):
+    rows = [{"prompt": "p", "chosen": "a", "rejected": "b"}, {"prompt": "q", "chosen": "c", "rejected": "d"}]
+    with gzip.open(tmp_path / "a.jsonl.gz", "wt") as f:
+        f.write("\n".join(json.dumps(r) for r in rows))
+    (tmp_path / "b.json").write_text(json.dumps(rows))
+    import datasets
+
+    datasets.Dataset.from_list(rows).to_parquet(str(tmp_path / "c.parquet"))
+    datasets.Dataset.from_list(rows).to_csv(str(tmp_path / "d.csv"), index=False)
+    for name in ("a.jsonl.gz", "b.json", "c.parquet", "d.csv"):
+        pairs = collect_pairs(iter_raw_rows(str(tmp_path / name)))
+        assert [p.chosen[0]["content"] for p in pairs] == ["a", "c"], name
+
+
+def test_missing_file_says_so(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        list(iter_raw_rows(str(tmp_path / "nope.jsonl")))
+
+
+def test_real_hh_rlhf_rows_parse():
+    pairs = collect_pairs(iter_raw_rows(str(HH_DATA)))
+    assert len(pairs) == 2312
+    assert all(p.chosen[-1]["role"] == "assistant" and p.prompt[0]["role"] == "user" for p in pairs)
+
+
+def test_overlong_policies_count_and_keep_special_tokens(tiny_bert):
+    tok = load_tokenizer(tiny_bert)
+    long = row_to_pair({"prompt": "word " * 40, "chosen": "good answer", "rejected": "bad answer"}, 0, "x")
+    short = row_to_pair({"prompt": "hi", "chosen": "good", "rejected": "bad"}, 1, "y")
+    kept, counts = PairEncoder(tok, 16, "drop").encode([long, short], "train")
+    assert [p.row_id for p in kept] == [1] and counts["dropped_overlong"] == 1
+    kept, counts = PairEncoder(tok, 16, "truncate_left").encode([long, short], "train")
+    assert counts["truncated"] == 1 and len(kept[0].chosen) == 16
+    assert kept[0].chosen[0] == tok.cls_token_id and kept[0].chosen[-1] == tok.sep_token_id
+    assert tok.decode(kept[0].chosen[-3:-1]) == "good answer"
+    kept, counts = PairEncoder(tok, 16, "truncate_right").encode([long, short], "train")
+    # keeping the start cuts both answers off: identical pairs are dropped and counted, never trained on
+    assert counts["dropped_identical_after_truncation"] == 1 and [p.row_id for p in kept] == [1]
+
+
+def test_chat_template_renders_messages(tiny_llama):
+    tok = load_tokenizer(tiny_llama)
+    text = render(tok, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}])
+    assert text == "<|user|>hi<|end|><|assistant|>yo<|end|>"
+    assert tok.pad_token == "<|pad|>" and tok.pad_token_id != tok.eos_token_id
+
+
+def test_datamodule_carves_seeded_validation_split(tiny_bert, synthetic_jsonl):
+    def build():
+        dm = PreferenceDataModule(path=synthetic_jsonl, tokenizer=tiny_bert, val_fraction=0.25, batch_size=4)
+        dm.setup("fit")
+        return dm
+
+    a, b = build(), build()
+    val_ids = [p.row_id for p in a.datasets["val"].pairs]
+    assert len(val_ids) == 12 and val_ids == [p.row_id for p in b.datasets["val"].pairs]
+    assert not set(val_ids) & {p.row_id for p in a.datasets["train"].pairs}
+    batch = next(iter(a.train_dataloader()))
+    assert batch["input_ids"].shape[0] == 8 and batch["row_ids"].shape == (4,)
+    assert batch["attention_mask"].sum(1).min() > 0
+
+
+def test_length_grouped_sampler_is_a_permutation_with_similar_lengths():
+    import numpy as np
+
+    from bsr_lightning.data.collate import LengthGroupedSampler
+
+    lengths = np.arange(100) % 17
+    sampler = LengthGroupedSampler(lengths, batch_size=4, seed=1, window=25)
+    order = list(sampler)
+    assert sorted(order) == list(range(100)) and order == list(sampler)
+    spread = np.mean([np.ptp(lengths[order[i:i + 4]]) for i in range(0, 100, 4)])
+    assert spread < np.mean([np.ptp(lengths[i:i + 4]) for i in range(0, 100, 4)])
+    sampler.set_epoch(1)
+    assert list(sampler) != order
