@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from bsr_lightning.data.collate import LengthGroupedSampler, PairCollator, PairDataset
 from bsr_lightning.data.encoding import Overlong, PairEncoder
 from bsr_lightning.data.formats import PreferencePair, RowError, row_to_pair
-from bsr_lightning.data.loading import iter_raw_rows
+from bsr_lightning.data.loading import iter_raw_rows, local_files
 
 log = logging.getLogger(__name__)
 BadRows = Literal["error", "skip"]
@@ -51,7 +51,7 @@ class PreferenceDataModule(L.LightningDataModule):
         split: the split to train on.
         val_path: a separate validation file or hub id; else ``val_split`` of ``path``; else a seeded
             ``val_fraction`` carved from the training rows.
-        val_split: a validation split of ``path`` (e.g. ``test``).
+        val_split: a validation split of a hub ``path`` (e.g. ``test``); ignored for local files.
         val_fraction: the fraction carved out when no validation data is given (0 for none).
         test_path: data for ``test``/``predict``; the validation data when None.
         tokenizer: tokenizer name or path; None takes the model's (``trainer.lightning_module.tokenizer``).
@@ -99,17 +99,28 @@ class PreferenceDataModule(L.LightningDataModule):
 
     def read_pairs(self, stage: str) -> list[PreferencePair]:
         """Validated pairs of ``stage`` (``train``, ``val`` or ``test``); ``[]`` when it has no own source."""
-        hp = self.hparams
-        if hp.path is None:
+        if self.hparams.path is None:
             raise ValueError("PreferenceDataModule needs `path` (a local file or a hub dataset id).")
-        source = {"train": (hp.path, hp.split), "val": (hp.val_path or (hp.val_split and hp.path), hp.val_split),
-                  "test": (hp.test_path, hp.split if hp.test_path else None)}[stage]
-        if not source[0]:
+        source, split = self._source(stage)
+        if source is None:
             return []
-        split = source[1] or "train"
-        rows = iter_raw_rows(source[0], hp.name, hp.data_dir, split)
-        pairs = collect_pairs(rows, hp.bad_rows, f"{stage} data {source[0]}")
-        return pairs[: hp.max_pairs] if stage == "train" and hp.max_pairs else pairs
+        rows = iter_raw_rows(source, self.hparams.name, self.hparams.data_dir, split)
+        pairs = collect_pairs(rows, self.hparams.bad_rows, f"{stage} data {source}")
+        return pairs[: self.hparams.max_pairs] if stage == "train" and self.hparams.max_pairs else pairs
+
+    def _source(self, stage: str) -> tuple[str | None, str]:
+        """Where ``stage`` reads from. ``val_split`` names a split of a hub dataset; local files have no splits, so
+        the validation set of a local ``path`` without ``val_path`` is carved from it."""
+        hp = self.hparams
+        if stage == "train":
+            return hp.path, hp.split
+        if stage == "val" and hp.val_path:
+            return hp.val_path, hp.val_split or "train"
+        if stage == "val" and hp.val_split and local_files(hp.path) is None:
+            return hp.path, hp.val_split
+        if stage == "test" and hp.test_path:
+            return hp.test_path, "test" if local_files(hp.test_path) is None else "train"
+        return None, "train"
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
