@@ -2,11 +2,13 @@
 
 ``python -m bsr_lightning fit --config configs/quickstart.yaml`` trains; any init argument can be overridden, e.g.
 ``--model.regularizer.init_args.weight 1e-2`` or ``--trainer.max_steps 10``; ``--print_config`` prints a config that
-runs when fed back. ``python -m bsr_lightning export --ckpt_path X --output_dir Y`` writes a Hugging Face directory.
+runs when fed back. ``python -m bsr_lightning export --ckpt_path X --output_dir Y`` writes a Hugging Face directory;
+``python -m bsr_lightning evaluate --model Y --data F --format pairs|multi|rmbench --output_dir D`` evaluates it.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 import sys
@@ -16,7 +18,8 @@ from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 
-EXTRA_COMMANDS = ("export",)
+EXTRA_COMMANDS = {"export": "bsr_lightning.export:export_main",
+                  "evaluate": "bsr_lightning.evaluation.evaluate:evaluate_main"}
 
 
 class BSRLightningCLI(LightningCLI):
@@ -55,7 +58,6 @@ def cli_main(args: list[str] | None = None):
     argv = list(sys.argv[1:] if args is None else args)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if argv and argv[0] in EXTRA_COMMANDS:
-        from bsr_lightning.export import export_main
-
-        return export_main(argv[1:])
+        module_name, _, function = EXTRA_COMMANDS[argv[0]].partition(":")
+        return getattr(importlib.import_module(module_name), function)(argv[1:])
     return BSRLightningCLI(args=args)

@@ -78,6 +78,29 @@ class PairEncoder:
         self._report(name, counts)
         return encoded, counts
 
+    def encode_sequences(self, conversations: list[list[Message]], name: str) -> tuple[list[list[int] | None], Counter]:
+        """Encode single conversations (evaluation). Over-long ones follow the policy; ``drop`` gives None, which
+        callers report. Returns the ids and counts (``sequences``, ``overlong``, ``dropped_overlong``,
+        ``truncated``)."""
+        add_special = not self.tokenizer.chat_template
+        texts = [render(self.tokenizer, c) for c in conversations]
+        ids = self.tokenizer(texts, add_special_tokens=add_special)["input_ids"]
+        counts: Counter = Counter(sequences=len(ids))
+        out: list[list[int] | None] = []
+        for seq in ids:
+            too_long = len(seq) > self.max_length
+            counts["overlong"] += too_long
+            if too_long and self.overlong == "drop":
+                counts["dropped_overlong"] += 1
+                out.append(None)
+                continue
+            counts["truncated"] += too_long
+            out.append(self._truncate(seq))
+        if counts["overlong"]:
+            log.warning("%s: %d of %d sequences longer than max_length=%d (policy %r).", name, counts["overlong"],
+                        len(ids), self.max_length, self.overlong)
+        return out, counts
+
     def _truncate(self, ids: list[int]) -> list[int]:
         if len(ids) <= self.max_length:
             return ids

@@ -62,11 +62,11 @@ def _check_messages(value, column: str, where: str) -> list[Message]:
             raise RowError(where, f"'{column}'[{i}] must be a dict with 'role' and 'content', got {_describe(message)}")
         if message["role"] not in ROLES:
             raise RowError(where, f"'{column}'[{i}] has role {message['role']!r}; expected one of {ROLES}")
-        _check_text(message["content"], f"{column}[{i}].content", where)
+        check_text(message["content"], f"{column}[{i}].content", where)
     return [{"role": m["role"], "content": m["content"]} for m in value]
 
 
-def _check_text(value, column: str, where: str) -> str:
+def check_text(value, column: str, where: str) -> str:
     if not isinstance(value, str):
         raise RowError(where, f"column '{column}' must be a string, got {_describe(value)}")
     if not value.strip():
@@ -79,11 +79,11 @@ def _describe(value) -> str:
     return f"{type(value).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"
 
 
-def _as_messages(value, column: str, where: str, role: str) -> list[Message]:
+def as_messages(value, column: str, where: str, role: str) -> list[Message]:
     """A column's value as messages: message lists pass through, strings become one message (HH parsed)."""
     if isinstance(value, list):
         return _check_messages(value, column, where)
-    text = _check_text(value, column, where)
+    text = check_text(value, column, where)
     return parse_hh(text) or [{"role": role, "content": text.strip()}]
 
 
@@ -109,10 +109,10 @@ def row_to_pair(row: dict, row_id: int, where: str) -> PreferencePair:
     for column in ("chosen", "rejected"):
         if column not in row or row[column] is None:
             raise RowError(where, f"missing column '{column}' (columns present: {sorted(row)})")
-    chosen = _as_messages(row["chosen"], "chosen", where, "assistant")
-    rejected = _as_messages(row["rejected"], "rejected", where, "assistant")
+    chosen = as_messages(row["chosen"], "chosen", where, "assistant")
+    rejected = as_messages(row["rejected"], "rejected", where, "assistant")
     if row.get("prompt") is not None:
-        prompt = _as_messages(row["prompt"], "prompt", where, "user")
+        prompt = as_messages(row["prompt"], "prompt", where, "user")
     else:
         prompt, chosen, rejected = _split_common_prefix(chosen, rejected)
     for column, completion in (("chosen", chosen), ("rejected", rejected)):

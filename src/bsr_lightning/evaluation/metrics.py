@@ -1,0 +1,104 @@
+"""The paper's evaluation numbers as plain functions of score arrays (hand-checkable; see tests)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# RewardBench's sections and the subsets each one averages (weighted by example counts within a section).
+REWARDBENCH_SECTIONS = {
+    "Chat": ["alpacaeval-easy", "alpacaeval-length", "alpacaeval-hard", "mt-bench-easy", "mt-bench-med"],
+    "Chat Hard": ["mt-bench-hard", "llmbar-natural", "llmbar-adver-neighbor", "llmbar-adver-GPTInst",
+                  "llmbar-adver-GPTOut", "llmbar-adver-manual"],
+    "Safety": ["refusals-dangerous", "refusals-offensive", "xstest-should-refuse", "xstest-should-respond",
+               "donotanswer"],
+    "Reasoning": ["math-prm", "hep-cpp", "hep-go", "hep-java", "hep-js", "hep-python", "hep-rust"],
+}
+
+
+def pair_accuracy(chosen: np.ndarray, rejected: np.ndarray) -> float:
+    """Fraction of pairs with ``chosen > rejected``; ties count as wrong."""
+    return float(np.mean(np.asarray(chosen) > np.asarray(rejected)))
+
+
+def rewardbench_sections(correct: np.ndarray, subsets: list[str]) -> dict[str, float]:
+    """RewardBench section scores: accuracy over all examples of a section's subsets (so subsets weigh by their
+    example counts), for each section with at least one example present, and their mean as ``Score``."""
+    correct, subsets = np.asarray(correct, dtype=float), np.asarray(subsets)
+    out = {}
+    for section, names in REWARDBENCH_SECTIONS.items():
+        mask = np.isin(subsets, names)
+        if mask.any():
+            out[section] = float(correct[mask].mean())
+    if out:
+        out["Score"] = float(np.mean(list(out.values())))
+    return out
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Average ranks (ties share the mean rank), 1-based."""
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x))
+    sorted_x = x[order]
+    i = 0
+    while i < len(x):
+        j = i
+        while j + 1 < len(x) and sorted_x[j + 1] == sorted_x[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def kendall_tau_b(x, y) -> float:
+    """Kendall's tau-b between two score lists (ties corrected); NaN when either side is constant."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    i, j = np.triu_indices(len(x), k=1)
+    dx, dy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+    concordance = float(np.sum(dx * dy))
+    n_x, n_y = float(np.sum(dx != 0)), float(np.sum(dy != 0))
+    return concordance / math.sqrt(n_x * n_y) if n_x and n_y else float("nan")
+
+
+def spearman_rho(x, y) -> float:
+    """Spearman's rank correlation (Pearson on average ranks); NaN when either side is constant."""
+    rx, ry = _ranks(np.asarray(x, float)), _ranks(np.asarray(y, float))
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denom = math.sqrt(float(np.sum(rx**2) * np.sum(ry**2)))
+    return float(np.sum(rx * ry) / denom) if denom else float("nan")
+
+
+def best_of_n_regret(predicted, gold) -> float:
+    """Gold score of the best response minus the gold score of the response the model ranks first."""
+    predicted, gold = np.asarray(predicted, float), np.asarray(gold, float)
+    return float(gold.max() - gold[int(np.argmax(predicted))])
+
+
+def multi_response_metrics(predicted: list, gold: list) -> dict[str, float]:
+    """Per-prompt Kendall tau-b, Spearman rho and best-of-n regret, averaged over prompts ignoring NaN."""
+    taus = [kendall_tau_b(p, g) for p, g in zip(predicted, gold, strict=True)]
+    rhos = [spearman_rho(p, g) for p, g in zip(predicted, gold, strict=True)]
+    regrets = [best_of_n_regret(p, g) for p, g in zip(predicted, gold, strict=True)]
+    return {"kendall_tau": float(np.nanmean(taus)) if not np.all(np.isnan(taus)) else float("nan"),
+            "spearman_rho": float(np.nanmean(rhos)) if not np.all(np.isnan(rhos)) else float("nan"),
+            "best_of_n_regret": float(np.mean(regrets)), "prompts": len(taus),
+            "prompts_with_nan_tau": int(np.sum(np.isnan(taus)))}
+
+
+def rmbench_matrix(chosen: np.ndarray, rejected: np.ndarray) -> np.ndarray:
+    """RM-Bench's 3x3 matrix: ``M[i, j]`` = fraction of prompts with ``chosen[:, i] > rejected[:, j]``.
+
+    Args:
+        chosen: ``(N, 3)`` scores of the chosen responses in the styles concise, detailed plain, detailed markdown.
+        rejected: ``(N, 3)`` scores of the rejected responses, same styles.
+    """
+    chosen, rejected = np.asarray(chosen, float), np.asarray(rejected, float)
+    return (chosen[:, :, None] > rejected[:, None, :]).mean(axis=0)
+
+
+def rmbench_summary(matrix: np.ndarray) -> dict[str, float]:
+    """Hard (above the diagonal: chosen less styled than rejected), normal (the diagonal) and easy (below)."""
+    upper, lower = np.triu_indices(3, 1), np.tril_indices(3, -1)
+    return {"hard": float(matrix[upper].mean()), "normal": float(np.diag(matrix).mean()),
+            "easy": float(matrix[lower].mean())}

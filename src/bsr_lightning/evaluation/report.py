@@ -1,0 +1,34 @@
+"""Writing evaluation outputs: ``metrics.json``, ``scores.jsonl`` and a Markdown report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _flatten(metrics: dict, prefix: str = "") -> list[tuple[str, object]]:
+    rows = []
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            rows += _flatten(value, f"{prefix}{key}.")
+        elif not isinstance(value, list):
+            rows.append((f"{prefix}{key}", value))
+    return rows
+
+
+def markdown_table(rows: list[tuple[str, object]], header: tuple[str, str] = ("metric", "value")) -> str:
+    def fmt(v):
+        return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    lines = [f"| {header[0]} | {header[1]} |", "| --- | --- |"]
+    return "\n".join(lines + [f"| {k} | {fmt(v)} |" for k, v in rows])
+
+
+def write_outputs(output_dir: Path, metrics: dict, records: list[dict], title: str) -> None:
+    """Write the three files into ``output_dir`` (created)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    with open(output_dir / "scores.jsonl", "w") as f:
+        for record in records:
+            f.write(json.dumps(record) + "\n")
+    (output_dir / "report.md").write_text(f"# {title}\n\n{markdown_table(_flatten(metrics))}\n")

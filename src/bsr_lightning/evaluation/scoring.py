@@ -1,0 +1,58 @@
+"""Score conversations with a trained reward model: exported directory or Lightning checkpoint."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from bsr_lightning.data.collate import pad_sequences
+from bsr_lightning.data.encoding import Overlong, PairEncoder
+from bsr_lightning.data.formats import Message
+
+
+def load_reward_model(model: str):
+    """A :class:`~bsr_lightning.RewardModel` in eval mode from an exported Hugging Face directory (or hub id) or a
+    Lightning ``.ckpt``."""
+    if model.endswith(".ckpt"):
+        from bsr_lightning.export import load_module_from_checkpoint
+
+        return load_module_from_checkpoint(model)
+    from bsr_lightning.modules.reward_model import RewardModel
+
+    return RewardModel(model).eval()
+
+
+class ConversationScorer:
+    """Score many conversations in length-sorted batches under ``inference_mode``; results in input order.
+
+    Args:
+        module: a RewardModel (``score`` and ``tokenizer``).
+        batch_size: sequences per forward pass.
+        max_length: the longest sequence in tokens.
+        overlong: the over-long policy; with ``drop`` the dropped sequences score NaN and are counted.
+    """
+
+    def __init__(self, module, batch_size: int = 16, max_length: int = 512, overlong: Overlong = "truncate_left"):
+        self.module = module
+        self.batch_size = batch_size
+        self.encoder = PairEncoder(module.tokenizer, max_length, overlong)
+        self.counts: Counter = Counter()
+
+    def score(self, conversations: list[list[Message]], desc: str = "scoring") -> np.ndarray:
+        """``(N,)`` float scores of ``conversations``."""
+        ids, counts = self.encoder.encode_sequences(conversations, desc)
+        self.counts.update(counts)
+        scores = np.full(len(ids), np.nan)
+        keep = [i for i, seq in enumerate(ids) if seq is not None]
+        keep.sort(key=lambda i: len(ids[i]))
+        pad_id, side = self.module.tokenizer.pad_token_id, self.module.tokenizer.padding_side
+        device = next(self.module.parameters()).device
+        with torch.inference_mode():
+            for start in tqdm(range(0, len(keep), self.batch_size), desc=desc, unit="batch"):
+                chunk = keep[start : start + self.batch_size]
+                input_ids, mask = pad_sequences([np.asarray(ids[i]) for i in chunk], pad_id, side)
+                scores[chunk] = self.module.score(input_ids.to(device), mask.to(device)).float().cpu().numpy()
+        return scores

@@ -1,0 +1,68 @@
+"""``python -m bsr_lightning evaluate`` on an exported tiny model, for every format."""
+
+import json
+
+import numpy as np
+import pytest
+
+from bsr_lightning import RewardModel
+from bsr_lightning.cli import cli_main
+from bsr_lightning.export import export_module
+from conftest import write_jsonl
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_llama, tmp_path_factory) -> str:
+    return str(export_module(RewardModel(tiny_llama, score_init="normal"), tmp_path_factory.mktemp("rm") / "export"))
+
+
+def run(exported, data, fmt, out, *extra):
+    cli_main(["evaluate", "--model", exported, "--data", data, "--format", fmt, "--output_dir", str(out), *extra])
+    metrics = json.loads((out / "metrics.json").read_text())
+    records = [json.loads(line) for line in open(out / "scores.jsonl")]
+    assert (out / "report.md").read_text().startswith(f"# {fmt} evaluation")
+    return metrics, records
+
+
+def test_pairs_accuracy_subsets_and_batch_size_invariance(exported, tmp_path):
+    rows = [{"prompt": f"q{i}", "chosen": "Happy to help! " * (i % 4 + 1), "rejected": "no " * (i % 3 + 1),
+             "subset": "alpacaeval-easy" if i % 2 else "donotanswer"} for i in range(10)]
+    data = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    m1, r1 = run(exported, data, "pairs", tmp_path / "bs1", "--batch_size", "1")
+    m7, r7 = run(exported, data, "pairs", tmp_path / "bs7", "--batch_size", "7")
+    assert [r["row"] for r in r1] == list(range(10))
+    assert np.allclose([r["chosen"] for r in r1], [r["chosen"] for r in r7], atol=1e-5)
+    correct = np.array([r["chosen"] > r["rejected"] for r in r1])
+    assert m1["accuracy"] == pytest.approx(correct.mean())
+    assert m1["per_subset"]["donotanswer"] == pytest.approx(correct[::2].mean())
+    assert set(m1["rewardbench"]) == {"Chat", "Safety", "Score"}
+
+
+def test_multi_kendall_matches_scores(exported, tmp_path):
+    from bsr_lightning.evaluation.metrics import kendall_tau_b
+
+    rows = [{"prompt": "How do I start chess?", "responses": ["a", "Start with small steps.", "no", "chess!"],
+             "scores": [0.0, 2.0, -1.0, 1.0]},
+            {"prompt": "Tips for tea?", "responses": ["x", "y"], "scores": [1.0, 2.0]}]
+    metrics, records = run(exported, write_jsonl(tmp_path / "multi.jsonl", rows), "multi", tmp_path / "out")
+    taus = [kendall_tau_b(r["scores"], r["gold"]) for r in records]
+    assert metrics["kendall_tau"] == pytest.approx(np.mean(taus)) and metrics["prompts"] == 2
+
+
+def test_rmbench_domains_merge_safety(exported, tmp_path):
+    def item(i, domain):
+        return {"id": i, "prompt": f"p{i}", "domain": domain, "chosen": ["good", "good detailed", "**good**"],
+                "rejected": ["bad", "bad detailed", "**bad**"]}
+
+    rows = [item(0, "chat"), item(1, "safety-refuse"), item(2, "safety-response")]
+    metrics, records = run(exported, write_jsonl(tmp_path / "rmbench.jsonl", rows), "rmbench", tmp_path / "out")
+    assert set(metrics["domains"]) == {"chat", "safety"} and metrics["domains"]["safety"]["items"] == 2
+    assert metrics["hard"] == pytest.approx(np.mean([d["hard"] for d in metrics["domains"].values()]))
+    assert len(records[0]["chosen"]) == 3
+
+
+def test_bad_multi_row_names_its_line(exported, tmp_path):
+    rows = [{"prompt": "p", "responses": ["a", "b"], "scores": [1.0, 2.0]},
+            {"prompt": "p", "responses": ["a"], "scores": [1.0, 2.0]}]
+    with pytest.raises(ValueError, match=r"multi\.jsonl:2: 'responses' and 'scores'"):
+        run(exported, write_jsonl(tmp_path / "multi.jsonl", rows), "multi", tmp_path / "out")

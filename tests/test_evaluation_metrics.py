@@ -1,0 +1,59 @@
+import math
+
+import numpy as np
+import pytest
+
+from bsr_lightning.evaluation.metrics import (
+    best_of_n_regret,
+    kendall_tau_b,
+    multi_response_metrics,
+    pair_accuracy,
+    rewardbench_sections,
+    rmbench_matrix,
+    rmbench_summary,
+    spearman_rho,
+)
+
+
+def test_accuracy_counts_ties_as_wrong():
+    assert pair_accuracy([1.0, 2.0, 3.0, 0.0], [0.0, 2.0, 1.0, 5.0]) == 0.5
+
+
+def test_kendall_tau_b_by_hand():
+    assert kendall_tau_b([1, 2, 3], [1, 3, 2]) == pytest.approx(1 / 3)  # 2 concordant, 1 discordant of 3
+    assert kendall_tau_b([1, 1, 2], [1, 2, 3]) == pytest.approx(2 / math.sqrt(2 * 3))  # one tie in x
+    assert kendall_tau_b([3, 2, 1], [1, 2, 3]) == -1.0
+    assert math.isnan(kendall_tau_b([1, 1, 1], [1, 2, 3]))
+
+
+def test_spearman_by_hand():
+    assert spearman_rho([1, 2, 3], [1, 3, 2]) == pytest.approx(0.5)  # 1 - 6 * 2 / (3 * 8)
+    assert spearman_rho([10, 20, 20, 30], [1, 2, 3, 4]) == pytest.approx(0.9486833)  # ties get mean rank 2.5
+
+
+def test_best_of_n_regret_and_nan_prompts_are_ignored():
+    assert best_of_n_regret([0.1, 0.9, 0.5], [3.0, 1.0, 2.0]) == 2.0
+    out = multi_response_metrics([[1, 2, 3], [5, 5, 5]], [[1, 3, 2], [1, 2, 3]])
+    assert out["kendall_tau"] == pytest.approx(1 / 3) and out["prompts_with_nan_tau"] == 1
+    assert out["best_of_n_regret"] == pytest.approx((1.0 + 2.0) / 2)
+
+
+def test_rewardbench_sections_weight_by_example_counts():
+    subsets = ["alpacaeval-easy", "alpacaeval-easy", "mt-bench-med", "donotanswer", "my-own-subset"]
+    out = rewardbench_sections(np.array([1, 1, 0, 1, 0]), subsets)
+    assert out["Chat"] == pytest.approx(2 / 3)  # not the mean of subset means (0.5)
+    assert out["Safety"] == 1.0 and "Reasoning" not in out
+    assert out["Score"] == pytest.approx((2 / 3 + 1.0) / 2)
+
+
+def test_rmbench_matrix_by_hand():
+    chosen = np.array([[3.0, 2.0, 1.0], [1.0, 1.0, 1.0]])
+    rejected = np.array([[0.0, 2.5, 1.5], [0.0, 0.0, 2.0]])
+    m = rmbench_matrix(chosen, rejected)
+    # row 0: chosen 3 beats all; 2 beats 0 and 1.5; 1 beats 0. row 1: 1 beats 0, 0, not 2.
+    expected = np.array([[1.0, 1.0, 0.5], [1.0, 0.5, 0.5], [1.0, 0.5, 0.0]])
+    assert np.allclose(m, expected)
+    summary = rmbench_summary(m)
+    assert summary["hard"] == pytest.approx((1.0 + 0.5 + 0.5) / 3)
+    assert summary["normal"] == pytest.approx((1.0 + 0.5 + 0.0) / 3)
+    assert summary["easy"] == pytest.approx((1.0 + 1.0 + 0.5) / 3)
