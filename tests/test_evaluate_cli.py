@@ -66,3 +66,22 @@ def test_bad_multi_row_names_its_line(exported, tmp_path):
             {"prompt": "p", "responses": ["a"], "scores": [1.0, 2.0]}]
     with pytest.raises(ValueError, match=r"multi\.jsonl:2: 'responses' and 'scores'"):
         run(exported, write_jsonl(tmp_path / "multi.jsonl", rows), "multi", tmp_path / "out")
+
+
+def test_effective_rank_by_hand():
+    from bsr_lightning.evaluation.diagnostics import effective_rank
+
+    assert effective_rank(np.eye(4)) == pytest.approx(4.0)  # equal singular values: entropy log 4
+    assert effective_rank(np.outer(np.arange(1, 6), np.ones(3))) == pytest.approx(1.0)
+
+
+def test_diagnose_overlays_two_models_into_pngs(exported, tiny_llama, tmp_path, synthetic_jsonl):
+    other = str(export_module(RewardModel(tiny_llama), tmp_path / "other"))
+    out = tmp_path / "diag"
+    summary = cli_main(["diagnose", "--models", f"[{exported}, {other}]", "--labels", "[BT, BSR]", "--data",
+                        synthetic_jsonl, "--output_dir", str(out), "--max_pairs", "20"])
+    assert set(summary) == {"BT", "BSR"} and summary["BT"]["hidden_norm_mean"] > 0
+    assert -1.0 <= summary["BSR"]["cos_h_w_mean"] <= 1.0 and 1.0 <= summary["BT"]["effective_rank"] <= 32
+    for name in ("hidden_norm", "pair_hidden_distance", "cos_h_w", "reward"):
+        assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "## BSR" in (out / "diagnostics.md").read_text()

@@ -19,7 +19,8 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 
 EXTRA_COMMANDS = {"export": "bsr_lightning.export:export_main",
-                  "evaluate": "bsr_lightning.evaluation.evaluate:evaluate_main"}
+                  "evaluate": "bsr_lightning.evaluation.evaluate:evaluate_main",
+                  "diagnose": "bsr_lightning.evaluation.diagnostics:diagnose_main"}
 
 
 class BSRLightningCLI(LightningCLI):

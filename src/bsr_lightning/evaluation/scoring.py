@@ -43,16 +43,24 @@ class ConversationScorer:
 
     def score(self, conversations: list[list[Message]], desc: str = "scoring") -> np.ndarray:
         """``(N,)`` float scores of ``conversations``."""
+        return self.score_with_hidden(conversations, desc, keep_hidden=False)[0]
+
+    def score_with_hidden(self, conversations: list[list[Message]], desc: str = "scoring",
+                          keep_hidden: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """Scores ``(N,)`` and, with ``keep_hidden``, the head-input hidden states ``(N, H)`` (NaN where dropped)."""
         ids, counts = self.encoder.encode_sequences(conversations, desc)
         self.counts.update(counts)
-        scores = np.full(len(ids), np.nan)
-        keep = [i for i, seq in enumerate(ids) if seq is not None]
-        keep.sort(key=lambda i: len(ids[i]))
+        scores, hidden = np.full(len(ids), np.nan), None
+        keep = sorted((i for i, seq in enumerate(ids) if seq is not None), key=lambda i: len(ids[i]))
         pad_id, side = self.module.tokenizer.pad_token_id, self.module.tokenizer.padding_side
         device = next(self.module.parameters()).device
         with torch.inference_mode():
             for start in tqdm(range(0, len(keep), self.batch_size), desc=desc, unit="batch"):
                 chunk = keep[start : start + self.batch_size]
                 input_ids, mask = pad_sequences([np.asarray(ids[i]) for i in chunk], pad_id, side)
-                scores[chunk] = self.module.score(input_ids.to(device), mask.to(device)).float().cpu().numpy()
-        return scores
+                rewards, states = self.module(input_ids.to(device), mask.to(device))
+                scores[chunk] = rewards.float().cpu().numpy()
+                if keep_hidden:
+                    hidden = np.full((len(ids), states.shape[-1]), np.nan) if hidden is None else hidden
+                    hidden[chunk] = states.float().cpu().numpy()
+        return scores, hidden

@@ -1,0 +1,118 @@
+"""Hidden-state diagnostics of Hong et al. 2025 for one or several reward models on one preference dataset.
+
+``python -m bsr_lightning diagnose --models BT_DIR BSR_DIR --labels BT BSR --data F --output_dir D`` writes
+``D/diagnostics.json``, ``D/diagnostics.md`` and PNG plots that overlay the models: the norm of the head-input hidden
+state ``||h||``, ``||h_chosen - h_rejected||``, the cosine between ``h`` and the head weight ``W``, and the rewards.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from jsonargparse import ArgumentParser
+
+from bsr_lightning.data.loading import iter_raw_rows
+from bsr_lightning.data.preference import collect_pairs
+from bsr_lightning.evaluation.report import markdown_table
+from bsr_lightning.evaluation.scoring import ConversationScorer, load_reward_model
+from bsr_lightning.models import find_score_head
+
+
+def effective_rank(hidden: np.ndarray) -> float:
+    """``exp`` of the entropy of the normalized singular values of ``hidden`` ``(N, H)`` (Roy & Vetterli 2007)."""
+    singular = np.linalg.svd(hidden, compute_uv=False)
+    p = singular / singular.sum()
+    p = p[p > 0]
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
+def head_weight(module) -> np.ndarray:
+    """``(H,)`` weight of the score head's last linear layer."""
+    import torch
+
+    linear = [m for m in find_score_head(module.backbone).modules() if isinstance(m, torch.nn.Linear)][-1]
+    return linear.weight.detach().float().cpu().numpy().reshape(-1)
+
+
+def model_diagnostics(module, conversations: list, batch_size: int, max_length: int) -> dict[str, np.ndarray]:
+    """Per-sequence arrays for ``conversations`` ordered chosen_0..chosen_{B-1}, rejected_0..rejected_{B-1}."""
+    scores, hidden = ConversationScorer(module, batch_size, max_length).score_with_hidden(conversations, "diagnose")
+    w = head_weight(module)
+    chosen, rejected = np.split(hidden, 2)
+    norms = np.linalg.norm(hidden, axis=1)
+    return {"reward": scores, "hidden_norm": norms, "pair_hidden_distance": np.linalg.norm(chosen - rejected, axis=1),
+            "cos_h_w": hidden @ w / (norms * np.linalg.norm(w) + 1e-12), "head_weight_norm": np.linalg.norm(w),
+            "effective_rank": effective_rank(hidden), "accuracy": float(np.mean(np.split(scores, 2)[0] >
+                                                                             np.split(scores, 2)[1]))}
+
+
+def summarize(arrays: dict) -> dict[str, float]:
+    out = {}
+    for key, value in arrays.items():
+        if np.ndim(value) == 0:
+            out[key] = float(value)
+        else:
+            out[f"{key}_mean"], out[f"{key}_std"] = float(np.mean(value)), float(np.std(value))
+    return out
+
+
+def plot_overlays(results: dict[str, dict], output_dir: Path) -> list[Path]:
+    """One PNG per per-sequence quantity, a histogram per model overlaid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for key in ("hidden_norm", "pair_hidden_distance", "cos_h_w", "reward"):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for label, arrays in results.items():
+            ax.hist(arrays[key], bins=40, alpha=0.5, density=True, label=label)
+        ax.set(title=key.replace("_", " "), xlabel=key, ylabel="density")
+        ax.legend()
+        fig.tight_layout()
+        paths.append(output_dir / f"{key}.png")
+        fig.savefig(paths[-1], dpi=100)
+        plt.close(fig)
+    return paths
+
+
+def diagnose(models: list[str], data: str, output_dir: str, labels: list[str] | None = None, split: str = "train",
+             max_pairs: int = 1000, batch_size: int = 16, max_length: int = 512) -> dict[str, dict[str, float]]:
+    """Compare hidden-state statistics of reward models on one preference dataset.
+
+    Args:
+        models: exported directories or ``.ckpt`` files.
+        data: preference data (any format the data module reads).
+        output_dir: where plots, ``diagnostics.json`` and ``diagnostics.md`` go.
+        labels: names for the models in plots (default: the paths).
+        split: hub split.
+        max_pairs: use the first N pairs.
+        batch_size: sequences per forward pass.
+        max_length: the longest sequence; longer ones are truncated on the left.
+    """
+    labels = labels or models
+    if len(labels) != len(models):
+        raise ValueError(f"{len(labels)} labels for {len(models)} models; give one label per model.")
+    pairs = collect_pairs(iter_raw_rows(data, split=split), "error", data)[:max_pairs]
+    conversations = [p.prompt + p.chosen for p in pairs] + [p.prompt + p.rejected for p in pairs]
+    results = {label: model_diagnostics(load_reward_model(m), conversations, batch_size, max_length)
+               for label, m in zip(labels, models, strict=True)}
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {label: summarize(arrays) for label, arrays in results.items()}
+    (out / "diagnostics.json").write_text(json.dumps(summary, indent=2))
+    plots = plot_overlays(results, out)
+    tables = "\n\n".join(f"## {label}\n\n{markdown_table(list(s.items()))}" for label, s in summary.items())
+    images = "\n".join(f"![{p.stem}]({p.name})" for p in plots)
+    (out / "diagnostics.md").write_text(f"# Hidden-state diagnostics on {data} ({len(pairs)} pairs)\n\n{tables}\n\n"
+                                        f"{images}\n")
+    return summary
+
+
+def diagnose_main(args: list[str]) -> dict:
+    parser = ArgumentParser(prog="python -m bsr_lightning diagnose", description=__doc__.splitlines()[0])
+    parser.add_function_arguments(diagnose)
+    return diagnose(**parser.parse_args(args).as_dict())
