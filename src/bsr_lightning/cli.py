@@ -20,7 +20,8 @@ from lightning.pytorch.loggers import CSVLogger
 
 EXTRA_COMMANDS = {"export": "bsr_lightning.export:export_main",
                   "evaluate": "bsr_lightning.evaluation.evaluate:evaluate_main",
-                  "diagnose": "bsr_lightning.evaluation.diagnostics:diagnose_main"}
+                  "diagnose": "bsr_lightning.evaluation.diagnostics:diagnose_main",
+                  "scenarios": "bsr_lightning.evaluation.scenarios:scenarios_main"}
 
 
 class BSRLightningCLI(LightningCLI):
