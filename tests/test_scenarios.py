@@ -39,3 +39,21 @@ def test_scenarios_command_writes_five_files(tmp_path):
     for name in ("train", "val1", "val2", "val3", "val4"):
         lines = (tmp_path / "out" / f"{name}.jsonl").read_text().splitlines()
         assert len(lines) == counts[name] > 0 and json.loads(lines[0])
+
+
+def test_sweep_tabulates_every_regularizer_and_scenario(tmp_path, tiny_llama):
+    import csv
+
+    cli_main(["scenarios", "--data", write_jsonl(tmp_path / "table.jsonl", table()), "--output_dir",
+              str(tmp_path / "sc"), "--generator_fraction", "0.25"])
+    config = tmp_path / "cfg.yaml"
+    config.write_text("model:\n  class_path: bsr_lightning.RewardModel\n"
+                      f"  init_args:\n    model_name_or_path: {tiny_llama}\n")
+    rows = cli_main(["sweep", "--config", str(config), "--scenario_dir", str(tmp_path / "sc"), "--output_dir",
+                     str(tmp_path / "sweep"), "--regularizers", "[NoRegularizer, BatchSumToZero]", "--seeds", "[0, 1]",
+                     "--overrides", '["--trainer.max_steps", "2", "--trainer.accelerator", "cpu"]'])
+    assert [r["regularizer"] for r in rows] == ["NoRegularizer", "BatchSumToZero"]
+    written = list(csv.DictReader(open(tmp_path / "sweep" / "table.csv")))
+    assert 0.0 <= float(written[1]["val1_mean"]) <= 1.0 and -1.0 <= float(written[0]["val4_mean"]) <= 1.0
+    assert "± " in (tmp_path / "sweep" / "table.md").read_text()
+    assert (tmp_path / "sweep" / "table.png").read_bytes()[:4] == b"\x89PNG"
