@@ -57,3 +57,9 @@ def test_rmbench_matrix_by_hand():
     assert summary["hard"] == pytest.approx((1.0 + 0.5 + 0.5) / 3)
     assert summary["normal"] == pytest.approx((1.0 + 0.5 + 0.0) / 3)
     assert summary["easy"] == pytest.approx((1.0 + 1.0 + 0.5) / 3)
+
+
+def test_rewardbench_reasoning_weighs_math_equal_to_code():
+    subsets = ["math-prm"] * 3 + ["hep-go", "hep-rust"]
+    out = rewardbench_sections(np.array([1, 1, 1, 0, 1]), subsets)
+    assert out["Reasoning"] == pytest.approx((1.0 + 0.5) / 2)  # not 4/5

@@ -24,13 +24,17 @@ def pair_accuracy(chosen: np.ndarray, rejected: np.ndarray) -> float:
 
 def rewardbench_sections(correct: np.ndarray, subsets: list[str]) -> dict[str, float]:
     """RewardBench section scores: accuracy over all examples of a section's subsets (so subsets weigh by their
-    example counts), for each section with at least one example present, and their mean as ``Score``."""
+    example counts), for each section with at least one example present, and their mean as ``Score``. As in
+    RewardBench, Reasoning weighs math (``math-prm``) equally with all code (``hep-*``) examples together."""
     correct, subsets = np.asarray(correct, dtype=float), np.asarray(subsets)
     out = {}
     for section, names in REWARDBENCH_SECTIONS.items():
         mask = np.isin(subsets, names)
         if mask.any():
             out[section] = float(correct[mask].mean())
+    math_mask, code_mask = subsets == "math-prm", np.char.startswith(subsets.astype(str), "hep-")
+    if math_mask.any() and code_mask.any():
+        out["Reasoning"] = float((correct[math_mask].mean() + correct[code_mask].mean()) / 2)
     if out:
         out["Score"] = float(np.mean(list(out.values())))
     return out
