@@ -44,11 +44,11 @@ def load_tokenizer(name_or_path: str, chat_template: str | None = None, trust_re
     if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
     if chat_template is not None:
-        tokenizer.chat_template = _read_template(chat_template)
+        tokenizer.chat_template = read_template(chat_template)
     return tokenizer
 
 
-def _read_template(template: str) -> str:
+def read_template(template: str) -> str:
     """A chat template given inline or as the path of a ``.jinja`` file."""
     if template.endswith((".jinja", ".j2")) and Path(template).is_file():
         return Path(template).read_text()

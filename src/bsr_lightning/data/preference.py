@@ -153,9 +153,9 @@ class PreferenceDataModule(L.LightningDataModule):
                              "has one (RewardModel does).")
         tokenizer = self.trainer.lightning_module.tokenizer
         if self.hparams.chat_template is not None:
-            from bsr_lightning.models import _read_template
+            from bsr_lightning.models import read_template
 
-            tokenizer.chat_template = _read_template(self.hparams.chat_template)
+            tokenizer.chat_template = read_template(self.hparams.chat_template)
         return tokenizer
 
     def _loader(self, split: str, train: bool = False) -> DataLoader:
