@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from jsonargparse import ArgumentParser
 
-from bsr_lightning.specs import instantiate_spec
+from bsr_lightning.specs import import_class, instantiate_spec
 
 
 def save_pretrained_atomic(model, tokenizer, output_dir: str | Path) -> Path:
@@ -51,8 +51,7 @@ def load_module_from_checkpoint(ckpt_path: str):
     hparams = dict(checkpoint["hyper_parameters"])
     class_path = hparams.pop("_class_path", None) or "bsr_lightning.RewardModel"
     hparams.pop("_instantiator", None)
-    module_name, _, class_name = class_path.rpartition(".")
-    cls = getattr(__import__(module_name, fromlist=[class_name]), class_name)
+    cls = import_class(class_path)
     init_args = {k: instantiate_spec(v) for k, v in hparams.items() if k in _init_params(cls)}
     module = cls(**init_args)
     module.load_state_dict(checkpoint["state_dict"])

@@ -14,10 +14,14 @@ def object_spec(obj: Any) -> dict[str, Any]:
     return {"class_path": f"{type(obj).__module__}.{type(obj).__qualname__}", "init_args": init_args}
 
 
+def import_class(class_path: str) -> type:
+    """The class named by a dotted ``module.Class`` path."""
+    module_name, _, class_name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
 def instantiate_spec(value: Any) -> Any:
     """Build the object a spec describes; any other value is returned unchanged."""
     if not (isinstance(value, dict) and "class_path" in value):
         return value
-    module_name, _, class_name = value["class_path"].rpartition(".")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(**value.get("init_args", {}))
+    return import_class(value["class_path"])(**value.get("init_args", {}))

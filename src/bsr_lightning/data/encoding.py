@@ -55,9 +55,7 @@ class PairEncoder:
     def encode(self, pairs: list[PreferencePair], name: str) -> tuple[list[EncodedPair], Counter]:
         """Encode ``pairs``; returns the kept pairs and counts (``pairs``, ``overlong``, ``dropped_overlong``,
         ``truncated``, ``dropped_identical_after_truncation``), which are also logged."""
-        add_special = not self.tokenizer.chat_template  # templates carry their own special tokens
-        texts = [render(self.tokenizer, p.prompt + c) for p in pairs for c in (p.chosen, p.rejected)]
-        ids = self.tokenizer(texts, add_special_tokens=add_special)["input_ids"]
+        ids = self._tokenize([p.prompt + c for p in pairs for c in (p.chosen, p.rejected)])
         counts: Counter = Counter(pairs=len(pairs))
         encoded = []
         for i, pair in enumerate(pairs):
@@ -82,9 +80,7 @@ class PairEncoder:
         """Encode single conversations (evaluation). Over-long ones follow the policy; ``drop`` gives None, which
         callers report. Returns the ids and counts (``sequences``, ``overlong``, ``dropped_overlong``,
         ``truncated``)."""
-        add_special = not self.tokenizer.chat_template
-        texts = [render(self.tokenizer, c) for c in conversations]
-        ids = self.tokenizer(texts, add_special_tokens=add_special)["input_ids"]
+        ids = self._tokenize(conversations)
         counts: Counter = Counter(sequences=len(ids))
         out: list[list[int] | None] = []
         for seq in ids:
@@ -100,6 +96,11 @@ class PairEncoder:
             log.warning("%s: %d of %d sequences longer than max_length=%d (policy %r).", name, counts["overlong"],
                         len(ids), self.max_length, self.overlong)
         return out, counts
+
+    def _tokenize(self, conversations: list[list[Message]]) -> list[list[int]]:
+        """Render and tokenize in one batched call; templates carry their own special tokens."""
+        texts = [render(self.tokenizer, c) for c in conversations]
+        return self.tokenizer(texts, add_special_tokens=not self.tokenizer.chat_template)["input_ids"]
 
     def _truncate(self, ids: list[int]) -> list[int]:
         if len(ids) <= self.max_length:

@@ -40,12 +40,13 @@ def model_diagnostics(module, conversations: list, batch_size: int, max_length: 
     """Per-sequence arrays for ``conversations`` ordered chosen_0..chosen_{B-1}, rejected_0..rejected_{B-1}."""
     scores, hidden = ConversationScorer(module, batch_size, max_length).score_with_hidden(conversations, "diagnose")
     w = head_weight(module)
-    chosen, rejected = np.split(hidden, 2)
+    h_chosen, h_rejected = np.split(hidden, 2)
+    r_chosen, r_rejected = np.split(scores, 2)
     norms = np.linalg.norm(hidden, axis=1)
-    return {"reward": scores, "hidden_norm": norms, "pair_hidden_distance": np.linalg.norm(chosen - rejected, axis=1),
+    distance = np.linalg.norm(h_chosen - h_rejected, axis=1)
+    return {"reward": scores, "hidden_norm": norms, "pair_hidden_distance": distance,
             "cos_h_w": hidden @ w / (norms * np.linalg.norm(w) + 1e-12), "head_weight_norm": np.linalg.norm(w),
-            "effective_rank": effective_rank(hidden), "accuracy": float(np.mean(np.split(scores, 2)[0] >
-                                                                             np.split(scores, 2)[1]))}
+            "effective_rank": effective_rank(hidden), "accuracy": float(np.mean(r_chosen > r_rejected))}
 
 
 def summarize(arrays: dict) -> dict[str, float]:

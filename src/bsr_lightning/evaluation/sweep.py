@@ -110,6 +110,7 @@ def sweep(config: str, scenario_dir: str, output_dir: str, regularizers: list[st
 def sweep_main(args: list[str]) -> list[dict]:
     parser = ArgumentParser(prog="python -m bsr_lightning sweep", description=__doc__.splitlines()[0])
     parser.add_function_arguments(sweep)
-    rows = sweep(**parser.parse_args(args).as_dict())
-    print((Path(parser.parse_args(args).output_dir) / "table.md").read_text())
+    cfg = parser.parse_args(args)
+    rows = sweep(**cfg.as_dict())
+    print((Path(cfg.output_dir) / "table.md").read_text())
     return rows
