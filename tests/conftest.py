@@ -7,6 +7,7 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ.setdefault("BSR_LIGHTNING_CACHE", __import__("tempfile").mkdtemp(prefix="bsr_lightning_cache-"))
 
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402

@@ -27,4 +27,4 @@ class ExportOnFitEnd(L.Callback):
         metrics = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         if "val/accuracy" in metrics:
             print(f"Held-out accuracy (val/accuracy): {metrics['val/accuracy']:.4f}")
-        print(f"Exported reward model to {path.resolve()}")
+        print(f"Exported {type(pl_module).__name__} to {path.resolve()}")

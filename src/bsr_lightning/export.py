@@ -41,8 +41,11 @@ def save_pretrained_atomic(model, tokenizer, output_dir: str | Path) -> Path:
 
 
 def export_module(module, output_dir: str | Path) -> Path:
-    """Export a live :class:`~bsr_lightning.RewardModel` (or anything with ``backbone`` and ``tokenizer``)."""
-    return save_pretrained_atomic(module.backbone, module.tokenizer, output_dir)
+    """Export a live module with ``backbone`` and ``tokenizer`` (RewardModel, SFTModel, RLOOPolicy); LoRA adapters
+    are merged into the weights."""
+    from bsr_lightning.models import merged_for_export
+
+    return save_pretrained_atomic(merged_for_export(module.backbone), module.tokenizer, output_dir)
 
 
 def load_module_from_checkpoint(ckpt_path: str):

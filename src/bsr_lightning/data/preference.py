@@ -40,6 +40,13 @@ def collect_pairs(raw_rows, bad_rows: BadRows = "error", name: str = "data") -> 
     return pairs
 
 
+def carve_validation(items: list, fraction: float, seed: int) -> tuple[list, list]:
+    """Split ``items`` into (train, validation) with a seeded ``fraction`` (at least one) held out, order kept."""
+    order = np.random.default_rng(seed).permutation(len(items))
+    held = set(order[: max(1, round(fraction * len(items)))].tolist())
+    return [x for i, x in enumerate(items) if i not in held], [x for i, x in enumerate(items) if i in held]
+
+
 class PreferenceDataModule(L.LightningDataModule):
     """Preference pairs for reward-model training.
 
@@ -129,19 +136,13 @@ class PreferenceDataModule(L.LightningDataModule):
         train = self.read_pairs("train")
         val = self.read_pairs("val")
         if not val and self.hparams.val_fraction > 0:
-            train, val = self._carve(train)
+            train, val = carve_validation(train, self.hparams.val_fraction, self.hparams.seed)
         encoder = PairEncoder(self.tokenizer, self.hparams.max_length, self.hparams.overlong)
         for split, pairs in (("train", train), ("val", val), ("test", self.read_pairs("test"))):
             if pairs:
                 encoded, counts = encoder.encode(pairs, split)
                 self.datasets[split], self.counts[split] = PairDataset(encoded), dict(counts)
         self.datasets.setdefault("test", self.datasets.get("val"))
-
-    def _carve(self, pairs: list[PreferencePair]) -> tuple[list[PreferencePair], list[PreferencePair]]:
-        order = np.random.default_rng(self.hparams.seed).permutation(len(pairs))
-        n_val = max(1, round(self.hparams.val_fraction * len(pairs)))
-        val_idx = set(order[:n_val].tolist())
-        return ([p for i, p in enumerate(pairs) if i not in val_idx], [p for i, p in enumerate(pairs) if i in val_idx])
 
     def _load_tokenizer(self):
         if self.hparams.tokenizer is not None:

@@ -33,10 +33,13 @@ class ConversationScorer:
         batch_size: sequences per forward pass.
         max_length: the longest sequence in tokens.
         overlong: the over-long policy; with ``drop`` the dropped sequences score NaN and are counted.
+        progress: show a progress bar.
     """
 
-    def __init__(self, module, batch_size: int = 16, max_length: int = 512, overlong: Overlong = "truncate_left"):
+    def __init__(self, module, batch_size: int = 16, max_length: int = 512, overlong: Overlong = "truncate_left",
+                 progress: bool = True):
         self.module = module
+        self.progress = progress
         self.batch_size = batch_size
         self.encoder = PairEncoder(module.tokenizer, max_length, overlong)
         self.counts: Counter = Counter()
@@ -55,7 +58,8 @@ class ConversationScorer:
         pad_id, side = self.module.tokenizer.pad_token_id, self.module.tokenizer.padding_side
         device = next(self.module.parameters()).device
         with torch.inference_mode():
-            for start in tqdm(range(0, len(keep), self.batch_size), desc=desc, unit="batch"):
+            for start in tqdm(range(0, len(keep), self.batch_size), desc=desc, unit="batch",
+                              disable=not self.progress):
                 chunk = keep[start : start + self.batch_size]
                 input_ids, mask = pad_sequences([np.asarray(ids[i]) for i in chunk], pad_id, side)
                 rewards, states = self.module(input_ids.to(device), mask.to(device))

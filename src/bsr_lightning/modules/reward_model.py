@@ -10,7 +10,13 @@ from torch import Tensor
 
 from bsr_lightning.losses import BradleyTerry, PairwiseLoss
 from bsr_lightning.metrics import RewardMetrics, batch_summary
-from bsr_lightning.models import find_score_head, load_reward_backbone, load_tokenizer, pooling_of
+from bsr_lightning.models import (
+    find_score_head,
+    load_reward_backbone,
+    load_tokenizer,
+    pooling_of,
+    position_ids_of,
+)
 from bsr_lightning.optim import Schedule, build_optimizer
 from bsr_lightning.regularizers import NoRegularizer, Regularizer
 from bsr_lightning.specs import object_spec
@@ -90,7 +96,7 @@ class RewardModel(L.LightningModule):
         """
         kwargs = {}
         if self._accepts_position_ids:  # positions count real tokens only, so left padding changes nothing
-            kwargs["position_ids"] = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+            kwargs["position_ids"] = position_ids_of(attention_mask)
         logits = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits  # (N, 1)
         hidden, self._head_input = self._head_input, None
         if hidden.dim() == 3:  # the head saw every position: pick the pooled one

@@ -1,0 +1,104 @@
+"""RLOO maths against hand computation."""
+
+import math
+
+import pytest
+import torch
+
+from bsr_lightning.regularizers import BatchSumToZero, LogitNorm
+from bsr_lightning.rl import (
+    SequenceKL,
+    TokenKL,
+    clipped_surrogate,
+    leave_one_out_advantages,
+    masked_mean,
+    sequence_kl,
+    whiten,
+)
+from bsr_lightning.rollout import response_mask_of
+
+
+def test_leave_one_out_advantages_by_hand():
+    rewards = torch.tensor([1.0, 2.0, 3.0, 6.0])
+    # k=2: each minus the other sample of its prompt
+    assert torch.allclose(leave_one_out_advantages(rewards, 2), torch.tensor([-1.0, 1.0, -3.0, 3.0]))
+    # k=4: 1 - (2+3+6)/3, 2 - (1+3+6)/3, 3 - (1+2+6)/3, 6 - (1+2+3)/3
+    expected = torch.tensor([1 - 11 / 3, 2 - 10 / 3, 0.0, 4.0])
+    advantages = leave_one_out_advantages(rewards, 4)
+    assert torch.allclose(advantages, expected)
+    assert advantages.sum().abs() < 1e-6
+
+
+def test_loo_baselines_sum_to_zero_per_group_and_ignore_shifts():
+    rewards = torch.randn(6 * 5, generator=torch.Generator().manual_seed(0))
+    advantages = leave_one_out_advantages(rewards, 5)
+    assert torch.allclose(advantages.view(6, 5).sum(-1), torch.zeros(6), atol=1e-5)
+    assert torch.allclose(leave_one_out_advantages(rewards + 7.5, 5), advantages, atol=1e-5)
+
+
+def test_reward_shaping_under_the_loo_baseline():
+    rewards = torch.tensor([0.5, 2.0, -1.0, 3.0, 4.0, 1.0])
+    plain = leave_one_out_advantages(rewards, 3)
+    # BSR's centering is a constant shift of the batch: the advantages do not change
+    assert torch.allclose(leave_one_out_advantages(BatchSumToZero().shape_rewards(rewards), 3), plain, atol=1e-6)
+    # LogitNorm's RMS scaling rescales every advantage by 1 / rms
+    rms = math.sqrt(sum(r * r for r in rewards.tolist()) / 6)
+    shaped = leave_one_out_advantages(LogitNorm(eps=0.0).shape_rewards(rewards), 3)
+    assert torch.allclose(shaped, plain / rms, atol=1e-6)
+
+
+def test_bad_group_sizes_are_refused():
+    with pytest.raises(ValueError, match="k >= 2"):
+        leave_one_out_advantages(torch.zeros(4), 1)
+    with pytest.raises(ValueError, match="groups of k=3"):
+        leave_one_out_advantages(torch.zeros(4), 3)
+
+
+def test_clipped_surrogate_by_hand():
+    mask = torch.ones(2, 1)
+    old = torch.zeros(2, 1)
+    loss, frac = clipped_surrogate(old.clone(), old, torch.tensor([1.0, -2.0]), mask, clip=0.2)
+    assert loss.item() == pytest.approx(0.5) and frac.item() == 0.0  # -(1 - 2) / 2
+    # ratio 1.5: positive advantage is clipped to 1.2, negative keeps the pessimistic 1.5
+    logp = torch.full((2, 1), math.log(1.5))
+    loss, frac = clipped_surrogate(logp, old, torch.tensor([1.0, -1.0]), mask, clip=0.2)
+    assert loss.item() == pytest.approx((-1.2 + 1.5) / 2) and frac.item() == pytest.approx(0.5)
+
+
+def test_surrogate_averages_tokens_of_each_sequence_then_sequences():
+    logp = torch.zeros(2, 3, requires_grad=True)
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    loss, _ = clipped_surrogate(logp, torch.zeros(2, 3), torch.tensor([2.0, 1.0]), mask, clip=0.2)
+    loss.backward()
+    # d loss / d logp = -A / (tokens in the sequence) / (sequences), zero on masked tokens
+    assert torch.allclose(logp.grad, torch.tensor([[-0.5, -0.5, 0.0], [-0.5, 0.0, 0.0]]))
+
+
+def test_kl_penalties_by_hand():
+    old = torch.tensor([[-1.0, -2.0, -3.0]])
+    ref = torch.tensor([[-1.5, -2.0, -9.0]])
+    mask = torch.tensor([[1, 1, 0]])
+    assert sequence_kl(old, ref, mask).tolist() == [0.5]
+    assert SequenceKL(beta=0.1).reward_penalty(old, ref, mask).tolist() == pytest.approx([0.05])
+    assert SequenceKL(beta=0.1).loss_penalty(old, ref, mask).item() == 0.0
+    assert TokenKL(beta=0.1).reward_penalty(old, ref, mask).tolist() == [0.0]
+    # k3 with ref - logp = log 2 on one of two tokens: 2 - log 2 - 1, averaged over 2 tokens
+    logp = torch.tensor([[0.0, -1.0]])
+    ref2 = torch.tensor([[math.log(2.0), -1.0]])
+    expected = 0.1 * (2 - math.log(2) - 1) / 2
+    assert TokenKL(beta=0.1).loss_penalty(logp, ref2, torch.ones(1, 2)).item() == pytest.approx(expected)
+    assert TokenKL(beta=0.1).loss_penalty(logp, logp, torch.ones(1, 2)).item() == 0.0
+
+
+def test_whiten_and_masked_mean():
+    values = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    w = whiten(values)
+    assert w.mean().abs() < 1e-6 and w.std().item() == pytest.approx(1.0, abs=1e-5)
+    assert masked_mean(values, torch.tensor([1, 0, 1, 0])).item() == 2.0
+
+
+def test_response_mask_stops_at_first_eos():
+    ids = torch.tensor([[5, 3, 7, 3], [5, 5, 5, 5], [3, 9, 9, 9]])
+    mask, has_eos = response_mask_of(ids, [3])
+    assert mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]]
+    assert has_eos.tolist() == [True, False, True]
