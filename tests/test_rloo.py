@@ -61,7 +61,7 @@ def test_policy_learns_a_rule_based_reward(tmp_path):
 
 def test_kl_grows_and_reference_stays_frozen(tmp_path):
     L.seed_everything(0)
-    module = RLOOPolicy("tiny:synthetic", "reward_fns:count_practice", k=2, max_new_tokens=8, lr=3e-3,
+    module = RLOOPolicy("tiny:synthetic", "reward_fns:length_words", k=2, max_new_tokens=8, lr=3e-3,
                         ppo_epochs=2, num_minibatches=2, samples_every_n_steps=0)
     reference = {k: v.clone() for k, v in module._frozen["reference"].state_dict().items()}
     trainer(tmp_path, 8).fit(module, SyntheticPromptDataModule(batch_size=4, num_val_prompts=4))

@@ -11,12 +11,14 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import signal
 import sys
 
 import lightning as L
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 EXTRA_COMMANDS = {"export": "bsr_lightning.export:export_main",
                   "evaluate": "bsr_lightning.evaluation.evaluate:evaluate_main",
@@ -41,19 +43,40 @@ class BSRLightningCLI(LightningCLI):
         )
 
 
+    def add_arguments_to_parser(self, parser) -> None:
+        """Resume checkpoints with ``torch.load(weights_only=True)``: no pickled code runs (``--weights_only false``
+        for checkpoints from other tools)."""
+        if "weights_only" in parser.get_defaults():
+            parser.set_defaults(weights_only=True)
+
     def before_instantiate_classes(self) -> None:
-        """Default loggers: CSV always, TensorBoard too when installed, in one ``lightning_logs/version_N``."""
         config = self.config[self.subcommand] if self.subcommand else self.config
-        if config.trainer.logger not in (None, True):
+        self._add_crash_safety(config.trainer)
+        self._add_loggers(config.trainer)
+
+    @staticmethod
+    def _add_crash_safety(trainer: Namespace) -> None:
+        """Atomic checkpoint writes (single-process and DDP strategies) and RNG state + checkpoint-on-SIGTERM."""
+        if trainer.plugins is None and str(trainer.strategy) in ("auto", "ddp", "ddp_spawn", "single_device"):
+            trainer.plugins = [Namespace(class_path="bsr_lightning.checkpointing.AtomicCheckpointIO")]
+        callbacks = list(trainer.callbacks or [])
+        if not any(getattr(c, "class_path", "").endswith("ResumeState") for c in callbacks):
+            trainer.callbacks = [*callbacks, Namespace(class_path="bsr_lightning.checkpointing.ResumeState",
+                                                       init_args=Namespace())]
+
+    @staticmethod
+    def _add_loggers(config: Namespace) -> None:
+        """Default loggers: CSV always, TensorBoard too when installed, in one ``lightning_logs/version_N``."""
+        if config.logger not in (None, True):
             return
-        root = config.trainer.default_root_dir or "."
+        root = config.default_root_dir or "."
         loggers = [Namespace(class_path="lightning.pytorch.loggers.CSVLogger", init_args=Namespace(save_dir=root))]
         if importlib.util.find_spec("tensorboard") is not None:
             version = CSVLogger(root).version
             loggers[0].init_args.version = version
             loggers.append(Namespace(class_path="lightning.pytorch.loggers.TensorBoardLogger",
                                      init_args=Namespace(save_dir=root, version=version)))
-        config.trainer.logger = loggers
+        config.logger = loggers
 
 
 def cli_main(args: list[str] | None = None):
@@ -63,4 +86,7 @@ def cli_main(args: list[str] | None = None):
     if argv and argv[0] in EXTRA_COMMANDS:
         module_name, _, function = EXTRA_COMMANDS[argv[0]].partition(":")
         return getattr(importlib.import_module(module_name), function)(argv[1:])
-    return BSRLightningCLI(args=args)
+    try:
+        return BSRLightningCLI(args=args)
+    except SIGTERMException:  # a checkpoint was saved (ResumeState); exit like a process killed by SIGTERM
+        sys.exit(128 + signal.SIGTERM)

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 import lightning as L
 import numpy as np
-import torch
 from torch.utils.data import DataLoader
 
 from bsr_lightning.data.formats import Message, RowError, as_messages, row_to_pair
 from bsr_lightning.data.loading import iter_raw_rows
 from bsr_lightning.data.preference import BadRows, carve_validation
+from bsr_lightning.data.resumable import EpochShuffleSampler, ResumableData
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def encode_example(tokenizer, example: ChatExample, max_length: int) -> ChatExam
     return example
 
 
-class ChatDataModule(L.LightningDataModule):
+class ChatDataModule(ResumableData, L.LightningDataModule):
     """Shared skeleton of :class:`PromptDataModule` and :class:`SFTDataModule`: read, validate, carve a validation
     split, tokenize with the module's tokenizer, batch.
 
@@ -184,9 +184,12 @@ class ChatDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if split not in self.datasets:
             return []
-        generator = torch.Generator().manual_seed(self.hparams.seed)
-        return DataLoader(self.datasets[split], batch_size=self.hparams.batch_size, shuffle=shuffle,
-                          collate_fn=self.collate, num_workers=self.hparams.num_workers, generator=generator)
+        hp = self.hparams
+        if not shuffle:
+            return DataLoader(self.datasets[split], batch_size=hp.batch_size, collate_fn=self.collate,
+                              num_workers=hp.num_workers)
+        return self.resumable_loader(self.datasets[split], EpochShuffleSampler(len(self.datasets[split]), hp.seed),
+                                     hp.batch_size, collate_fn=self.collate, num_workers=hp.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset
 
 from bsr_lightning.data.encoding import EncodedPair
+from bsr_lightning.data.resumable import SkippableSampler
 
 
 class PairDataset(Dataset):
@@ -59,7 +60,7 @@ class PairCollator:
         return batch
 
 
-class LengthGroupedSampler(Sampler[int]):
+class LengthGroupedSampler(SkippableSampler):
     """Shuffle, then sort by length inside windows of ``batch_size * window`` items, then shuffle the batches.
 
     Batches hold pairs of similar length (less padding) while the order stays random. Deterministic in
@@ -71,20 +72,15 @@ class LengthGroupedSampler(Sampler[int]):
         self.batch_size = batch_size
         self.seed = seed
         self.window = window
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.lengths)
 
-    def __iter__(self):
+    def order(self) -> list[int]:
         rng = np.random.default_rng((self.seed, self.epoch))
         order = rng.permutation(len(self.lengths))
         size = self.batch_size * self.window
         chunks = [order[i : i + size] for i in range(0, len(order), size)]
         order = np.concatenate([c[np.argsort(-self.lengths[c], kind="stable")] for c in chunks])
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        for b in rng.permutation(len(batches)):
-            yield from batches[b].tolist()
+        return [i for b in rng.permutation(len(batches)) for i in batches[b].tolist()]

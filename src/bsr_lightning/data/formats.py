@@ -58,7 +58,7 @@ def _check_messages(value, column: str, where: str) -> list[Message]:
     if not isinstance(value, list) or not value:
         raise RowError(where, f"column '{column}' must be a non-empty list of messages, got {_describe(value)}")
     for i, message in enumerate(value):
-        if not isinstance(message, dict) or set(message) < {"role", "content"}:
+        if not isinstance(message, dict) or not {"role", "content"} <= set(message):
             raise RowError(where, f"'{column}'[{i}] must be a dict with 'role' and 'content', got {_describe(message)}")
         if message["role"] not in ROLES:
             raise RowError(where, f"'{column}'[{i}] has role {message['role']!r}; expected one of {ROLES}")

@@ -13,6 +13,7 @@ from bsr_lightning.data.collate import LengthGroupedSampler, PairCollator, PairD
 from bsr_lightning.data.encoding import Overlong, PairEncoder
 from bsr_lightning.data.formats import PreferencePair, RowError, row_to_pair
 from bsr_lightning.data.loading import iter_raw_rows, local_files
+from bsr_lightning.data.resumable import EpochShuffleSampler, ResumableData
 
 log = logging.getLogger(__name__)
 BadRows = Literal["error", "skip"]
@@ -47,7 +48,7 @@ def carve_validation(items: list, fraction: float, seed: int) -> tuple[list, lis
     return [x for i, x in enumerate(items) if i not in held], [x for i, x in enumerate(items) if i in held]
 
 
-class PreferenceDataModule(L.LightningDataModule):
+class PreferenceDataModule(ResumableData, L.LightningDataModule):
     """Preference pairs for reward-model training.
 
     Args:
@@ -164,11 +165,13 @@ class PreferenceDataModule(L.LightningDataModule):
         if dataset is None:
             return []
         hp = self.hparams
-        batch_size = hp.batch_size if train else (hp.eval_batch_size or hp.batch_size)
-        sampler = LengthGroupedSampler(dataset.lengths(), batch_size, hp.seed) if train and hp.group_by_length else None
         collate = PairCollator(self.tokenizer.pad_token_id, self.tokenizer.padding_side)
-        return DataLoader(dataset, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler,
-                          collate_fn=collate, num_workers=hp.num_workers)
+        if not train:
+            return DataLoader(dataset, batch_size=hp.eval_batch_size or hp.batch_size, collate_fn=collate,
+                              num_workers=hp.num_workers)
+        sampler = (LengthGroupedSampler(dataset.lengths(), hp.batch_size, hp.seed) if hp.group_by_length
+                   else EpochShuffleSampler(len(dataset), hp.seed))
+        return self.resumable_loader(dataset, sampler, hp.batch_size, collate_fn=collate, num_workers=hp.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

@@ -8,6 +8,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from bsr_lightning.guards import NonFiniteGuard, OnNonFinite
 from bsr_lightning.losses import BradleyTerry, PairwiseLoss
 from bsr_lightning.metrics import RewardMetrics, batch_summary
 from bsr_lightning.models import (
@@ -44,6 +45,8 @@ class RewardModel(L.LightningModule):
         attn_implementation: e.g. ``sdpa`` or ``flash_attention_2``.
         trust_remote_code: allow model code from the hub (off unless asked for).
         gradient_checkpointing: recompute activations in the backward pass to save memory.
+        on_nonfinite: a NaN/inf loss or reward in training: ``error`` stops naming the step and row ids, ``skip``
+            skips the batch and counts it (``train/skipped_batches``).
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class RewardModel(L.LightningModule):
         attn_implementation: str | None = None,
         trust_remote_code: bool = False,
         gradient_checkpointing: bool = False,
+        on_nonfinite: OnNonFinite = "error",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["regularizer", "loss"])
@@ -80,6 +84,7 @@ class RewardModel(L.LightningModule):
         self._head_input: Tensor | None = None
         find_score_head(self.backbone).register_forward_hook(self._capture_head_input)
         self.train_metrics, self.val_metrics, self.test_metrics = RewardMetrics(), RewardMetrics(), RewardMetrics()
+        self.guard = NonFiniteGuard(on_nonfinite)
 
     def _capture_head_input(self, module, args, output) -> None:
         self._head_input = args[0]
@@ -129,8 +134,12 @@ class RewardModel(L.LightningModule):
         hidden_norms = hidden.detach().float().norm(dim=-1)  # (2B,)
         return {"loss": loss, "values": values, "rewards": rewards, "hidden_norms": hidden_norms}
 
-    def _run_stage(self, batch: dict[str, Tensor], stage: str) -> Tensor:
+    def _run_stage(self, batch: dict[str, Tensor], stage: str) -> Tensor | None:
         out = self.pair_step(batch)
+        if stage == "train" and not self.guard.ok(self.global_step, batch.get("row_ids"), loss=out["loss"],
+                                                   rewards=out["rewards"]):
+            self.log("train/skipped_batches", float(self.guard.skipped), reduce_fx="max")
+            return None  # no backward, no optimizer step
         getattr(self, f"{stage}_metrics").update(out["values"], out["rewards"], out["hidden_norms"])
         if stage == "train":
             step_stats = batch_summary(out["values"], out["rewards"], out["hidden_norms"])
@@ -144,7 +153,7 @@ class RewardModel(L.LightningModule):
         self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, sync_dist=False)
         getattr(self, f"{stage}_metrics").reset()
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
         return self._run_stage(batch, "train")
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:

@@ -24,6 +24,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from bsr_lightning.guards import NonFiniteGuard, OnNonFinite
 from bsr_lightning.models import LoRA, apply_lora, eos_token_ids, load_causal_lm, load_tokenizer
 from bsr_lightning.optim import Schedule, build_optimizer
 from bsr_lightning.regularizers import NoRegularizer, Regularizer
@@ -80,6 +81,8 @@ class RLOOPolicy(L.LightningModule):
         reward_max_length: the longest conversation the reward model reads (the end is kept).
         samples_every_n_steps: every this many prompt batches, append sample completions to ``samples.jsonl``.
         num_samples: completions written each time.
+        on_nonfinite: NaN/inf rewards or loss: ``error`` stops naming the step and prompt row ids, ``skip`` skips
+            the rollout batch (or minibatch update) and counts it.
     """
 
     def __init__(self, model_name_or_path: str, reward_model: str, gold_reward: str | None = None,
@@ -93,7 +96,8 @@ class RLOOPolicy(L.LightningModule):
                  chat_template: str | None = None, torch_dtype: str | None = None,
                  attn_implementation: str | None = None, trust_remote_code: bool = False,
                  gradient_checkpointing: bool = False, reward_batch_size: int = 64, reward_max_length: int = 1024,
-                 samples_every_n_steps: int = 50, num_samples: int = 4) -> None:
+                 samples_every_n_steps: int = 50, num_samples: int = 4,
+                 on_nonfinite: OnNonFinite = "error") -> None:
         super().__init__()
         if k < 2:
             raise ValueError(f"RLOO needs k >= 2 completions per prompt, got k={k}.")
@@ -109,6 +113,7 @@ class RLOOPolicy(L.LightningModule):
         if gradient_checkpointing:
             model.gradient_checkpointing_enable()
         self.eos_ids = eos_token_ids(model, self.tokenizer)
+        self.guard = NonFiniteGuard(on_nonfinite)
         self._frozen: dict = {}  # reference, reward, gold: kept out of the state dict and the optimizer
         if lora is None:
             self._frozen["reference"] = copy.deepcopy(model).eval().requires_grad_(False)
@@ -175,6 +180,9 @@ class RLOOPolicy(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
         rollout, stats = self.rollout(batch)
+        if not self.guard.ok(self.global_step, batch.get("row_ids"), proxy_reward=stats["proxy_reward"],
+                             advantage=stats["advantage"]):
+            return
         losses, clip_fractions = [], []
         for _ in range(self.hparams.ppo_epochs):
             order = torch.randperm(rollout.input_ids.size(0), device=self.device)
@@ -197,6 +205,8 @@ class RLOOPolicy(L.LightningModule):
                                                 self.hparams.clip_range)
         loss = loss + self.kl.loss_penalty(logp, stats["ref_logp"][index], mask)
         optimizer.zero_grad()
+        if not self.guard.ok(self.global_step, None, loss=loss):
+            return loss.detach(), clip_fraction
         self.manual_backward(loss)
         if self.hparams.max_grad_norm is not None:
             self.clip_gradients(optimizer, gradient_clip_val=self.hparams.max_grad_norm,

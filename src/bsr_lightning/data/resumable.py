@@ -1,0 +1,71 @@
+"""Exact mid-epoch resume: samplers whose order depends only on ``(seed, epoch)``, and a DataModule state that
+records how many batches of the epoch were trained on, so a resumed run continues the same order without repeating
+or skipping a batch. The count comes from the trainer's batch progress, not from the iterator, because Lightning
+prefetches one batch ahead of training.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from torch.utils.data import DataLoader, Sampler
+
+
+class SkippableSampler(Sampler[int]):
+    """A sampler deterministic in ``(seed, epoch)`` whose next pass can start ``skip_next(count)`` indices in."""
+
+    epoch = 0
+    _skip = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def skip_next(self, count: int) -> None:
+        self._skip = count
+
+    def order(self) -> list[int]:
+        """The epoch's full index order."""
+        raise NotImplementedError
+
+    def __iter__(self):
+        skip, self._skip = self._skip, 0
+        yield from self.order()[skip:]
+
+
+class EpochShuffleSampler(SkippableSampler):
+    """A permutation of ``range(n)`` drawn from ``(seed, epoch)``; call ``set_epoch`` each epoch (Lightning does)."""
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.n = n
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return self.n
+
+    def order(self) -> list[int]:
+        return np.random.default_rng((self.seed, self.epoch)).permutation(self.n).tolist()
+
+
+class ResumableData:
+    """DataModule mixin: the checkpoint records the epoch and the batches the trainer processed in it; after a
+    resume, the training loader's sampler is set to that epoch and starts after those batches (nothing is loaded for
+    them). Lightning saves and restores a DataModule's ``state_dict``."""
+
+    _resume_state: dict | None = None
+
+    def state_dict(self) -> dict:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or not trainer.training:
+            return {}
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"epoch": int(trainer.current_epoch), "batches_done": int(done)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._resume_state = dict(state_dict) or None
+
+    def resumable_loader(self, dataset, sampler: SkippableSampler, batch_size: int, **kwargs) -> DataLoader:
+        """A training DataLoader over ``sampler`` that continues a restored epoch where it stopped."""
+        if self._resume_state:
+            sampler.set_epoch(self._resume_state["epoch"])  # Lightning sets the epoch only after the first fetch
+            sampler.skip_next(self._resume_state["batches_done"] * batch_size)
+            self._resume_state = None
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, **kwargs)

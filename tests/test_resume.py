@@ -1,0 +1,92 @@
+"""Kill a fit mid-epoch (SIGTERM, SIGKILL), resume with --ckpt_path last: same data order, same final metrics."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bsr_lightning.checkpointing import AtomicCheckpointIO
+from conftest import REPO
+
+
+def fit(model: str, data: str, root: Path, *extra: str) -> subprocess.CompletedProcess:
+    args = [sys.executable, "-m", "bsr_lightning", "fit", "--model", "bsr_lightning.RewardModel",
+            "--model.model_name_or_path", model, "--model.lr", "1e-3", "--data", "bsr_lightning.PreferenceDataModule",
+            "--data.path", data, "--data.batch_size", "4", "--data.val_fraction", "0.25", "--data.max_length", "128",
+            "--trainer.max_epochs", "2", "--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(root),
+            "--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "1", "--seed_everything", "0",
+            "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+            "--trainer.callbacks.dirpath", str(root / "ckpt"), "--trainer.callbacks.every_n_train_steps", "1",
+            "--trainer.callbacks.save_last", "true",
+            "--trainer.callbacks+=resume_helpers.RecordBatches",
+            "--trainer.callbacks.path", str(root / "batches.jsonl"),
+            *extra]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+
+
+def batches(root: Path) -> dict[int, dict]:
+    """Step -> batch; a step redone after a kill keeps its last record."""
+    return {row["step"]: row for row in map(json.loads, open(root / "batches.jsonl"))}
+
+
+def final_val(root: Path) -> dict[str, float]:
+    rows = []
+    for path in sorted(root.glob("lightning_logs/version_*/metrics.csv")):
+        rows += list(csv.DictReader(open(path)))
+    last = [r for r in rows if r.get("val/accuracy")][-1]
+    return {k: float(v) for k, v in last.items() if k.startswith("val/") and v}
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_llama, tmp_path_factory):
+    from bsr_lightning.data.synthetic import generate_preference_rows
+    from conftest import write_jsonl
+
+    root = tmp_path_factory.mktemp("uninterrupted")
+    data = write_jsonl(root / "prefs.jsonl", generate_preference_rows(48, seed=7))
+    result = fit(tiny_llama, data, root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return data, root
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+def test_killed_run_resumes_with_same_order_and_metrics(reference, tiny_llama, tmp_path, signal_name):
+    data, ref_root = reference
+    killed = fit(tiny_llama, data, tmp_path, "--trainer.callbacks+=resume_helpers.KillAt",
+                 "--trainer.callbacks.step", "4", "--trainer.callbacks.signal_name", signal_name)
+    assert killed.returncode != 0
+    if signal_name == "SIGTERM":  # the SIGTERM handler saved the step-4 state before exiting
+        assert "SIGTERM received: saved" in killed.stdout
+        assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)["global_step"] == 4
+    else:  # SIGKILL: the last periodic checkpoint (step 3) is intact
+        assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)["global_step"] == 3
+    resumed = fit(tiny_llama, data, tmp_path, "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    got, expected = batches(tmp_path), batches(ref_root)
+    assert sorted(got) == sorted(expected) == list(range(1, 19))  # 36 train pairs / 4 = 9 steps x 2 epochs
+    assert [got[s]["row_ids"] for s in sorted(got)] == [expected[s]["row_ids"] for s in sorted(expected)]
+    assert [got[s]["loss"] for s in sorted(got)] == pytest.approx([expected[s]["loss"] for s in sorted(expected)],
+                                                                   rel=1e-5, abs=1e-6)
+    assert final_val(tmp_path) == pytest.approx(final_val(ref_root), rel=1e-5, abs=1e-6)
+
+
+def test_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint({"step": 1}, path)
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        io.save_checkpoint({"step": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True) == {"step": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left behind
