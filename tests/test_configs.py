@@ -30,7 +30,10 @@ def test_config_parses(path: Path, tiny_llama, monkeypatch):
         monkeypatch.setattr(reward_model, "load_tokenizer", lambda name, *a: real_tokenizer(tiny_llama, *a))
         monkeypatch.setattr(reward_model, "load_reward_backbone",
                             lambda name, *a: real_backbone(tiny_llama, *a[:3], None, *a[4:]))
-    cli = BSRLightningCLI(args=["--config", str(path), *CPU], run=False)  # run=False: no subcommand
+    # the RLOO demo config starts from the demo's SFT export; parse it with the tiny base policy instead
+    policy = ["--model.init_args.model_name_or_path", "tiny:synthetic"] if "artifacts/" in text.split(
+        "model_name_or_path:")[1].splitlines()[0] else []
+    cli = BSRLightningCLI(args=["--config", str(path), *CPU, *policy], run=False)  # run=False: no subcommand
     config = cli.config
     assert config.model.class_path.startswith("bsr_lightning.")
     if "skywork" in rel:
