@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from bsr_lightning.data.formats import Message, RowError, as_messages, row_to_pair
 from bsr_lightning.data.loading import iter_raw_rows
-from bsr_lightning.data.preference import BadRows, carve_validation
+from bsr_lightning.data.preference import BadRows, carve_validation, collect_rows, module_tokenizer
 from bsr_lightning.data.resumable import EpochShuffleSampler, ResumableData
 
 log = logging.getLogger(__name__)
@@ -136,25 +136,17 @@ class ChatDataModule(ResumableData, L.LightningDataModule):
         return iter_raw_rows(source, self.hparams.name, self.hparams.data_dir, self.hparams.split) if source else []
 
     def _examples(self, stage: str) -> list[ChatExample]:
-        examples, bad = [], []
-        for row_id, (where, row) in enumerate(self.read_rows(stage)):
-            try:
-                if isinstance(row, RowError):
-                    raise row
-                examples.append(parse_chat_row(row, row_id, where, self.with_response))
-            except RowError as err:
-                if self.hparams.bad_rows == "error":
-                    raise RowError(err.where, f"{err.problem}. Fix the row or set `bad_rows: skip`.") from None
-                bad.append(err)
-        if bad:
-            log.warning("%s: skipped %d bad rows. First: %s", stage, len(bad), "; ".join(map(str, bad[:5])))
-        self.counts[stage] = {"rows": len(examples) + len(bad), "bad_rows": len(bad)}
+        def parse(row, row_id: int, where: str) -> ChatExample:
+            return parse_chat_row(row, row_id, where, self.with_response)
+
+        examples, bad = collect_rows(self.read_rows(stage), parse, self.hparams.bad_rows, stage, require=False)
+        self.counts[stage] = {"rows": len(examples) + bad, "bad_rows": bad}
         return examples[: self.hparams.max_rows] if stage == "train" and self.hparams.max_rows else examples
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        self.tokenizer = self.tokenizer or self._module_tokenizer()
+        self.tokenizer = self.tokenizer or module_tokenizer(self, self.hparams.tokenizer)
         train, val = self._examples("train"), self._examples("val")
         if not val and self.hparams.val_fraction > 0:
             train, val = carve_validation(train, self.hparams.val_fraction, self.hparams.seed)
@@ -167,16 +159,6 @@ class ChatDataModule(ResumableData, L.LightningDataModule):
                             len(encoded) - len(kept), len(encoded), self.hparams.max_length)
             if kept:
                 self.datasets[split] = kept
-
-    def _module_tokenizer(self):
-        if self.hparams.tokenizer is not None:
-            from bsr_lightning.models import load_tokenizer
-
-            return load_tokenizer(self.hparams.tokenizer)
-        if self.trainer is None or getattr(self.trainer.lightning_module, "tokenizer", None) is None:
-            raise ValueError(f"{type(self).__name__} has no tokenizer: set `tokenizer`, or attach it to a module "
-                             "that has one.")
-        return self.trainer.lightning_module.tokenizer
 
     def collate(self, examples: list[ChatExample]) -> dict:
         raise NotImplementedError

@@ -19,15 +19,17 @@ log = logging.getLogger(__name__)
 BadRows = Literal["error", "skip"]
 
 
-def collect_pairs(raw_rows, bad_rows: BadRows = "error", name: str = "data") -> list[PreferencePair]:
-    """Validate ``(where, row)`` items into pairs. ``bad_rows='error'`` stops at the first bad row with a message
-    naming it; ``'skip'`` skips bad rows and logs how many, with the first places."""
-    pairs, bad = [], []
+def collect_rows(raw_rows, parse, bad_rows: BadRows = "error", name: str = "data", require: bool = True
+                 ) -> tuple[list, int]:
+    """Validate ``(where, row)`` items with ``parse(row, row_id, where)``; returns the parsed items and the number of
+    bad rows. ``bad_rows='error'`` stops at the first bad row with a message naming it; ``'skip'`` skips bad rows
+    and logs how many, with the first places. ``require`` raises when nothing usable is left."""
+    items, bad, row_id = [], [], -1
     for row_id, (where, row) in enumerate(raw_rows):
         try:
             if isinstance(row, RowError):
                 raise row
-            pairs.append(row_to_pair(row, row_id, where))
+            items.append(parse(row, row_id, where))
         except RowError as err:
             if bad_rows == "error":
                 raise RowError(err.where, f"{err.problem}. Fix the row, or pass `--data.init_args.bad_rows skip` to "
@@ -36,9 +38,30 @@ def collect_pairs(raw_rows, bad_rows: BadRows = "error", name: str = "data") -> 
     if bad:
         first = "; ".join(str(e) for e in bad[:5])
         log.warning("%s: skipped %d bad rows of %d (bad_rows='skip'). First: %s", name, len(bad), row_id + 1, first)
-    if not pairs:
-        raise ValueError(f"{name}: no usable preference pairs ({len(bad)} bad rows).")
-    return pairs
+    if require and not items:
+        raise ValueError(f"{name}: no usable rows ({len(bad)} bad rows).")
+    return items, len(bad)
+
+
+def collect_pairs(raw_rows, bad_rows: BadRows = "error", name: str = "data") -> list[PreferencePair]:
+    """:func:`collect_rows` into preference pairs (at least one)."""
+    return collect_rows(raw_rows, row_to_pair, bad_rows, name)[0]
+
+
+def module_tokenizer(datamodule: L.LightningDataModule, name: str | None, chat_template: str | None = None):
+    """The tokenizer a DataModule encodes with: loaded from ``name``, else the attached module's ``tokenizer``;
+    ``chat_template`` (inline or ``.jinja`` path) replaces its template."""
+    from bsr_lightning.models import load_tokenizer, read_template
+
+    if name is not None:
+        return load_tokenizer(name, chat_template)
+    module = datamodule.trainer.lightning_module if datamodule.trainer is not None else None
+    if getattr(module, "tokenizer", None) is None:
+        raise ValueError(f"{type(datamodule).__name__} has no tokenizer: set `tokenizer`, or attach it to a module "
+                         "that has one (RewardModel, SFTModel and RLOOPolicy do).")
+    if chat_template is not None:
+        module.tokenizer.chat_template = read_template(chat_template)
+    return module.tokenizer
 
 
 def carve_validation(items: list, fraction: float, seed: int) -> tuple[list, list]:
@@ -133,7 +156,7 @@ class PreferenceDataModule(ResumableData, L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        self.tokenizer = self.tokenizer or self._load_tokenizer()
+        self.tokenizer = self.tokenizer or module_tokenizer(self, self.hparams.tokenizer, self.hparams.chat_template)
         train = self.read_pairs("train")
         val = self.read_pairs("val")
         if not val and self.hparams.val_fraction > 0:
@@ -144,21 +167,6 @@ class PreferenceDataModule(ResumableData, L.LightningDataModule):
                 encoded, counts = encoder.encode(pairs, split)
                 self.datasets[split], self.counts[split] = PairDataset(encoded), dict(counts)
         self.datasets.setdefault("test", self.datasets.get("val"))
-
-    def _load_tokenizer(self):
-        if self.hparams.tokenizer is not None:
-            from bsr_lightning.models import load_tokenizer
-
-            return load_tokenizer(self.hparams.tokenizer, self.hparams.chat_template)
-        if self.trainer is None or getattr(self.trainer.lightning_module, "tokenizer", None) is None:
-            raise ValueError("PreferenceDataModule has no tokenizer: set `tokenizer`, or attach it to a module that "
-                             "has one (RewardModel does).")
-        tokenizer = self.trainer.lightning_module.tokenizer
-        if self.hparams.chat_template is not None:
-            from bsr_lightning.models import read_template
-
-            tokenizer.chat_template = read_template(self.hparams.chat_template)
-        return tokenizer
 
     def _loader(self, split: str, train: bool = False) -> DataLoader:
         dataset = self.datasets.get(split)
