@@ -8,14 +8,17 @@ import lightning as L
 
 
 class RecordBatches(L.Callback):
-    """Append ``{"step", "row_ids", "loss"}`` of every training batch to a JSON-lines file."""
+    """Append ``{"step", "row_ids", "loss", "train/..."}`` of every training batch to a JSON-lines file (the loss
+    returned by ``training_step``, or the logged ``train/loss`` under manual optimization)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        row = {"step": trainer.global_step, "row_ids": batch["row_ids"].tolist(),
-               "loss": float(outputs["loss"] if isinstance(outputs, dict) else outputs)}
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        loss = trainer.callback_metrics["train/loss"] if loss is None else loss
+        logged = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
+        row = {"step": trainer.global_step, "row_ids": batch["row_ids"].tolist(), "loss": float(loss), **logged}
         with open(self.path, "a") as handle:
             handle.write(json.dumps(row) + "\n")
 

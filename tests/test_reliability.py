@@ -29,12 +29,21 @@ class NaNOnSecondBatch(Regularizer):
         return chosen.new_tensor(float("nan") if self.calls == 2 else 0.0)
 
 
-def fit_with_nan(tiny_llama, synthetic_jsonl, tmp_path, policy: str) -> RewardModel:
+class NaNGradientOnSecondBatch(NaNOnSecondBatch):
+    """A finite loss (0) whose gradient is NaN: d sqrt(x)/dx at x = 0 is inf, times 0."""
+
+    def penalty(self, chosen, rejected):
+        self.calls += 1
+        return torch.sqrt(chosen * 0).sum() if self.calls == 2 else chosen.new_tensor(0.0)
+
+
+def fit_with_nan(tiny_llama, synthetic_jsonl, tmp_path, policy: str, regularizer=NaNOnSecondBatch,
+                 precision: str = "32-true") -> RewardModel:
     L.seed_everything(0)
-    module = RewardModel(tiny_llama, regularizer=NaNOnSecondBatch(), lr=1e-3, on_nonfinite=policy)
+    module = RewardModel(tiny_llama, regularizer=regularizer(), lr=1e-3, on_nonfinite=policy)
     data = PreferenceDataModule(path=synthetic_jsonl, batch_size=4, val_fraction=0.0, max_length=128)
     trainer = L.Trainer(max_steps=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, default_root_dir=tmp_path)
+                        enable_model_summary=False, default_root_dir=tmp_path, precision=precision)
     trainer.fit(module, data)
     return module
 
@@ -47,6 +56,19 @@ def test_nan_loss_stops_with_step_and_row_ids(tiny_llama, synthetic_jsonl, tmp_p
 def test_nan_batch_is_skipped_and_counted_when_asked(tiny_llama, synthetic_jsonl, tmp_path):
     module = fit_with_nan(tiny_llama, synthetic_jsonl, tmp_path, "skip")
     assert module.guard.skipped == 1 and module.trainer.global_step == 4  # 5 batches seen, 4 optimizer steps
+    assert all(torch.isfinite(p).all() for p in module.parameters())
+
+
+def test_nan_gradients_stop_the_run(tiny_llama, synthetic_jsonl, tmp_path):
+    with pytest.raises(FloatingPointError, match="step 1: non-finite gradients"):
+        fit_with_nan(tiny_llama, synthetic_jsonl, tmp_path, "error", NaNGradientOnSecondBatch)
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_nan_gradient_step_is_skipped_and_weights_stay_finite(tiny_llama, synthetic_jsonl, tmp_path, precision):
+    # without a gradient scaler (fp32, bf16) nothing else would stop NaN gradients reaching the weights
+    module = fit_with_nan(tiny_llama, synthetic_jsonl, tmp_path, "skip", NaNGradientOnSecondBatch, precision)
+    assert module.guard.skipped == 1 and module.trainer.global_step == 4
     assert all(torch.isfinite(p).all() for p in module.parameters())
 
 

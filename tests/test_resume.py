@@ -15,17 +15,30 @@ from conftest import REPO
 
 
 def fit(model: str, data: str, root: Path, *extra: str) -> subprocess.CompletedProcess:
-    args = [sys.executable, "-m", "bsr_lightning", "fit", "--model", "bsr_lightning.RewardModel",
-            "--model.model_name_or_path", model, "--model.lr", "1e-3", "--data", "bsr_lightning.PreferenceDataModule",
-            "--data.path", data, "--data.batch_size", "4", "--data.val_fraction", "0.25", "--data.max_length", "128",
-            "--trainer.max_epochs", "2", "--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(root),
+    return run_fit(root, "--model", "bsr_lightning.RewardModel", "--model.model_name_or_path", model,
+                   "--model.lr", "1e-3", "--data", "bsr_lightning.PreferenceDataModule", "--data.path", data,
+                   "--data.batch_size", "4", "--data.val_fraction", "0.25", "--data.max_length", "128",
+                   "--trainer.max_epochs", "2", *extra)
+
+
+def fit_rloo(root: Path, *extra: str) -> subprocess.CompletedProcess:
+    return run_fit(root, "--model", "bsr_lightning.RLOOPolicy", "--model.model_name_or_path", "tiny:synthetic",
+                   "--model.reward_model", "reward_fns:length_words", "--model.k", "2", "--model.max_new_tokens", "8",
+                   "--model.lr", "1e-3", "--data", "bsr_lightning.SyntheticPromptDataModule",
+                   "--data.batch_size", "4", "--data.num_val_prompts", "4", "--trainer.max_steps", "6",
+                   "--trainer.val_check_interval", "2", "--trainer.check_val_every_n_epoch", "null", *extra)
+
+
+def run_fit(root: Path, *args: str) -> subprocess.CompletedProcess:
+    args = [sys.executable, "-m", "bsr_lightning", "fit", *args,
+            "--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(root),
             "--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "1", "--seed_everything", "0",
             "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
             "--trainer.callbacks.dirpath", str(root / "ckpt"), "--trainer.callbacks.every_n_train_steps", "1",
             "--trainer.callbacks.save_last", "true",
             "--trainer.callbacks+=resume_helpers.RecordBatches",
             "--trainer.callbacks.path", str(root / "batches.jsonl"),
-            *extra]
+            ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
 
@@ -90,3 +103,19 @@ def test_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch)
     monkeypatch.undo()
     assert torch.load(path, weights_only=True) == {"step": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left behind
+
+
+def test_killed_rloo_run_resumes_with_same_prompts_samples_and_losses(tmp_path):
+    """RLOO adds sampling randomness: the resumed run must draw the same completions (restored RNG state)."""
+    reference = fit_rloo(tmp_path / "ref")
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    killed = fit_rloo(tmp_path / "run", "--trainer.callbacks+=resume_helpers.KillAt", "--trainer.callbacks.step", "3",
+                      "--trainer.callbacks.signal_name", "SIGKILL")
+    assert killed.returncode != 0
+    resumed = fit_rloo(tmp_path / "run", "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    got, expected = batches(tmp_path / "run"), batches(tmp_path / "ref")
+    assert sorted(got) == sorted(expected) == list(range(1, 7))
+    assert [got[s]["row_ids"] for s in got] == [expected[s]["row_ids"] for s in got]
+    for key in ("loss", "train/entropy", "train/response_length", "train/kl"):  # sampled text decides these
+        assert [got[s][key] for s in got] == pytest.approx([expected[s][key] for s in got], rel=1e-5, abs=1e-6), key

@@ -46,7 +46,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 class ResumeState(L.Callback):
     """Save the Python, NumPy and torch RNG states with every checkpoint and restore them on resume (sampling in RLOO
-    then continues identically), and write ``last.ckpt`` when the run is stopped by SIGTERM."""
+    then continues identically), and write ``last.ckpt`` when the run is stopped by SIGTERM.
+
+    The states are restored just before the first training batch after the resume, so whatever Lightning runs in
+    between (sanity validation, loader creation) does not shift the stream."""
+
+    _pending: dict | None = None
 
     def state_dict(self) -> dict:
         np_state = np.random.get_state()
@@ -54,6 +59,12 @@ class ResumeState(L.Callback):
                 "torch": torch.get_rng_state()}
 
     def load_state_dict(self, state_dict: dict) -> None:
+        self._pending = state_dict
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        if self._pending is None:
+            return
+        state_dict, self._pending = self._pending, None
         random.setstate(_as_tuples(state_dict["python"]))
         kind, keys, *rest = state_dict["numpy"]
         np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))

@@ -26,6 +26,24 @@ class NonFiniteGuard:
         self.policy = policy
         self.skipped = 0
 
+    def grads_ok(self, step: int, parameters, scaler=None) -> bool:
+        """True when every gradient is finite, or when a gradient ``scaler`` (fp16) is active: it already skips
+        overflowing steps and lowers its scale. Otherwise (fp32, bf16) non-finite gradients raise or, with ``skip``,
+        are set to None so the optimizer step leaves the weights alone."""
+        if scaler is not None:
+            return True
+        grads = [p.grad for p in parameters if p.grad is not None]
+        if not grads or all(torch.isfinite(n) for n in torch._foreach_norm(grads)):
+            return True
+        if self.policy == "error":
+            raise FloatingPointError(f"step {step}: non-finite gradients. Lower the learning rate, clip gradients "
+                                     "(`trainer.gradient_clip_val`), or set `on_nonfinite: skip` to skip such steps.")
+        for p in parameters:
+            p.grad = None
+        self.skipped += 1
+        log.warning("step %d: non-finite gradients; optimizer step skipped (%d so far).", step, self.skipped)
+        return False
+
     def ok(self, step: int, row_ids: Tensor | None, **tensors: Tensor) -> bool:
         """True when every tensor is finite; else raise or count a skip (per ``policy``)."""
         bad = [name for name, value in tensors.items() if not torch.isfinite(value.detach()).all()]

@@ -62,8 +62,9 @@ def build_tiny(name: str, output_dir: str | Path, seed: int = 0) -> Path:
     config = LlamaConfig(vocab_size=len(tokenizer), max_position_embeddings=512, tie_word_embeddings=True,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id, **TINY_SIZES[name])
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
+    with torch.random.fork_rng(devices=[]):  # the caller's RNG stream must not depend on whether the cache existed
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
     model.generation_config = GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
                                                pad_token_id=config.pad_token_id)
     model.save_pretrained(output_dir)

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from bsr_lightning.data.formats import Message, RowError, as_messages, row_to_pair
 from bsr_lightning.data.loading import iter_raw_rows
 from bsr_lightning.data.preference import BadRows, carve_validation, collect_rows, module_tokenizer
-from bsr_lightning.data.resumable import EpochShuffleSampler, ResumableData
+from bsr_lightning.data.resumable import EpochShuffleSampler, ResumableData, rng_free_loader
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ class ChatDataModule(ResumableData, L.LightningDataModule):
             return []
         hp = self.hparams
         if not shuffle:
-            return DataLoader(self.datasets[split], batch_size=hp.batch_size, collate_fn=self.collate,
+            return rng_free_loader(self.datasets[split], batch_size=hp.batch_size, collate_fn=self.collate,
                               num_workers=hp.num_workers)
         return self.resumable_loader(self.datasets[split], EpochShuffleSampler(len(self.datasets[split]), hp.seed),
                                      hp.batch_size, collate_fn=self.collate, num_workers=hp.num_workers)

@@ -13,7 +13,7 @@ from bsr_lightning.data.collate import LengthGroupedSampler, PairCollator, PairD
 from bsr_lightning.data.encoding import Overlong, PairEncoder
 from bsr_lightning.data.formats import PreferencePair, RowError, row_to_pair
 from bsr_lightning.data.loading import iter_raw_rows, local_files
-from bsr_lightning.data.resumable import EpochShuffleSampler, ResumableData
+from bsr_lightning.data.resumable import EpochShuffleSampler, ResumableData, rng_free_loader
 
 log = logging.getLogger(__name__)
 BadRows = Literal["error", "skip"]
@@ -175,7 +175,7 @@ class PreferenceDataModule(ResumableData, L.LightningDataModule):
         hp = self.hparams
         collate = PairCollator(self.tokenizer.pad_token_id, self.tokenizer.padding_side)
         if not train:
-            return DataLoader(dataset, batch_size=hp.eval_batch_size or hp.batch_size, collate_fn=collate,
+            return rng_free_loader(dataset, batch_size=hp.eval_batch_size or hp.batch_size, collate_fn=collate,
                               num_workers=hp.num_workers)
         sampler = (LengthGroupedSampler(dataset.lengths(), hp.batch_size, hp.seed) if hp.group_by_length
                    else EpochShuffleSampler(len(dataset), hp.seed))

@@ -7,6 +7,7 @@ prefetches one batch ahead of training.
 from __future__ import annotations
 
 import numpy as np
+import torch
 from torch.utils.data import DataLoader, Sampler
 
 
@@ -68,4 +69,11 @@ class ResumableData:
             sampler.set_epoch(self._resume_state["epoch"])  # Lightning sets the epoch only after the first fetch
             sampler.skip_next(self._resume_state["batches_done"] * batch_size)
             self._resume_state = None
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, **kwargs)
+        return rng_free_loader(dataset, batch_size=batch_size, sampler=sampler, **kwargs)
+
+
+def rng_free_loader(dataset, **kwargs) -> DataLoader:
+    """A DataLoader with its own generator: creating its iterator (each epoch, each validation) does not draw from
+    the global torch RNG, so sampling in training steps does not depend on when loaders were created (exact
+    resume). Workers' base seeds come from that generator."""
+    return DataLoader(dataset, generator=torch.Generator().manual_seed(0), **kwargs)

@@ -23,21 +23,31 @@ def pair_accuracy(chosen: np.ndarray, rejected: np.ndarray) -> float:
 
 
 def rewardbench_sections(correct: np.ndarray, subsets: list[str]) -> dict[str, float]:
-    """RewardBench section scores: accuracy over all examples of a section's subsets (so subsets weigh by their
-    example counts), for each section with at least one example present, and their mean as ``Score``. As in
-    RewardBench, Reasoning weighs math (``math-prm``) equally with all code (``hep-*``) examples together."""
-    correct, subsets = np.asarray(correct, dtype=float), np.asarray(subsets)
-    out = {}
-    for section, names in REWARDBENCH_SECTIONS.items():
-        mask = np.isin(subsets, names)
-        if mask.any():
-            out[section] = float(correct[mask].mean())
-    math_mask, code_mask = subsets == "math-prm", np.char.startswith(subsets.astype(str), "hep-")
-    if math_mask.any() and code_mask.any():
-        out["Reasoning"] = float((correct[math_mask].mean() + correct[code_mask].mean()) / 2)
+    """RewardBench section scores from per-example ``correct`` flags and their ``subsets``; see
+    :func:`rewardbench_from_counts`."""
+    correct, subsets = np.asarray(correct, dtype=float), np.asarray(subsets).astype(str)
+    return rewardbench_from_counts({s: (float(correct[subsets == s].sum()), int(np.sum(subsets == s)))
+                                    for s in set(subsets.tolist())})
+
+
+def rewardbench_from_counts(counts: dict[str, tuple[float, int]]) -> dict[str, float]:
+    """RewardBench section scores from ``{subset: (correct, total)}``: accuracy over all examples of a section's
+    subsets (so subsets weigh by their example counts), for each section with at least one example present, and
+    their mean as ``Score``. As in RewardBench, Reasoning weighs math (``math-prm``) equally with all code
+    (``hep-*``) examples together."""
+
+    def accuracy(names) -> float | None:
+        hits = [counts[n] for n in names if n in counts]
+        total = sum(t for _, t in hits)
+        return sum(c for c, _ in hits) / total if total else None
+
+    out = {s: a for s, names in REWARDBENCH_SECTIONS.items() if (a := accuracy(names)) is not None}
+    math_acc, code_acc = accuracy(["math-prm"]), accuracy([n for n in counts if n.startswith("hep-")])
+    if math_acc is not None and code_acc is not None:
+        out["Reasoning"] = (math_acc + code_acc) / 2
     if out:
         out["Score"] = float(np.mean(list(out.values())))
-    return out
+    return {k: float(v) for k, v in out.items()}
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:

@@ -24,11 +24,8 @@ def markdown_table(rows: list[tuple[str, object]], header: tuple[str, str] = ("m
     return "\n".join(lines + [f"| {k} | {fmt(v)} |" for k, v in rows])
 
 
-def write_outputs(output_dir: Path, metrics: dict, records: list[dict], title: str) -> None:
-    """Write the three files into ``output_dir`` (created)."""
+def write_report(output_dir: Path, metrics: dict, title: str) -> None:
+    """Write ``metrics.json`` and ``report.md`` into ``output_dir`` (``scores.jsonl`` is streamed by the caller)."""
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    with open(output_dir / "scores.jsonl", "w") as f:
-        for record in records:
-            f.write(json.dumps(record) + "\n")
     (output_dir / "report.md").write_text(f"# {title}\n\n{markdown_table(_flatten(metrics))}\n")

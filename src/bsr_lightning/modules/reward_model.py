@@ -166,6 +166,11 @@ class RewardModel(L.LightningModule):
         chosen, rejected = self.score(batch["input_ids"], batch["attention_mask"]).chunk(2)
         return {"row_ids": batch["row_ids"], "chosen": chosen, "rejected": rejected}
 
+    def on_before_optimizer_step(self, optimizer) -> None:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        if not self.guard.grads_ok(self.global_step, params, getattr(self.trainer.precision_plugin, "scaler", None)):
+            self.log("train/skipped_batches", float(self.guard.skipped), reduce_fx="max")
+
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
 

@@ -208,6 +208,9 @@ class RLOOPolicy(L.LightningModule):
         if not self.guard.ok(self.global_step, None, loss=loss):
             return loss.detach(), clip_fraction
         self.manual_backward(loss)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        if not self.guard.grads_ok(self.global_step, params, getattr(self.trainer.precision_plugin, "scaler", None)):
+            return loss.detach(), clip_fraction
         if self.hparams.max_grad_norm is not None:
             self.clip_gradients(optimizer, gradient_clip_val=self.hparams.max_grad_norm,
                                 gradient_clip_algorithm="norm")
@@ -216,7 +219,11 @@ class RLOOPolicy(L.LightningModule):
         return loss.detach(), clip_fraction
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        _, stats = self.rollout(batch)
+        """Held-out rollouts with fixed noise per batch (the same draws at every validation, so the curve compares
+        policies, not samples); training's RNG stream is left untouched (exact resume)."""
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(batch_idx)
+            _, stats = self.rollout(batch)
         self._log_stats("val", stats)
 
     def _log_stats(self, stage: str, stats: dict[str, Tensor]) -> None:
