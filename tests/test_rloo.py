@@ -11,10 +11,10 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from bsr_lightning import RLOOPolicy, SFTModel, SyntheticPromptDataModule, SyntheticSFTDataModule
+from bsr_lightning.adapters import LoRA
 from bsr_lightning.cli import cli_main
 from bsr_lightning.data.prompts import PromptDataModule
 from bsr_lightning.export import export_module
-from bsr_lightning.models import LoRA
 from bsr_lightning.rl import TokenKL
 from conftest import HH_DATA, REPO
 

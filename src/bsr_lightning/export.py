@@ -43,7 +43,7 @@ def save_pretrained_atomic(model, tokenizer, output_dir: str | Path) -> Path:
 def export_module(module, output_dir: str | Path) -> Path:
     """Export a live module with ``backbone`` and ``tokenizer`` (RewardModel, SFTModel, RLOOPolicy); LoRA adapters
     are merged into the weights."""
-    from bsr_lightning.models import merged_for_export
+    from bsr_lightning.adapters import merged_for_export
 
     return save_pretrained_atomic(merged_for_export(module.backbone), module.tokenizer, output_dir)
 
@@ -57,7 +57,9 @@ def load_module_from_checkpoint(ckpt_path: str):
     cls = import_class(class_path)
     init_args = {k: instantiate_spec(v) for k, v in hparams.items() if k in _init_params(cls)}
     module = cls(**init_args)
-    module.load_state_dict(checkpoint["state_dict"])
+    if hasattr(module, "on_load_checkpoint"):
+        module.on_load_checkpoint(checkpoint)
+    module.load_state_dict(checkpoint["state_dict"], strict=module.strict_loading)
     return module.eval()
 
 

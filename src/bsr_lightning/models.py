@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import logging
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -119,6 +118,7 @@ def load_reward_backbone(
     torch_dtype: str | None = None,
     trust_remote_code: bool = False,
     attn_implementation: str | None = None,
+    quantization: str | None = None,
 ) -> PreTrainedModel:
     """Load ``AutoModelForSequenceClassification`` with one label, aligned with ``tokenizer``.
 
@@ -130,9 +130,10 @@ def load_reward_backbone(
         torch_dtype: ``"bfloat16"``, ``"float16"``, ``"float32"`` or None for the checkpoint's dtype.
         trust_remote_code: allow model code from the hub; off unless asked for.
         attn_implementation: e.g. ``"sdpa"`` or ``"flash_attention_2"``.
+        quantization: ``nf4`` or ``int8`` (bitsandbytes) for every linear layer but the score head.
     """
     model = _load(AutoModelForSequenceClassification, name_or_path, tokenizer, dropout, torch_dtype,
-                  trust_remote_code, attn_implementation, num_labels=1)
+                  trust_remote_code, attn_implementation, quantization, list(HEAD_NAMES), num_labels=1)
     if pooling_of(model) == "first":
         tokenizer.padding_side = "right"  # the first-token pooler needs the first real token at position 0
     init_score_head(model, score_init)
@@ -140,11 +141,12 @@ def load_reward_backbone(
 
 
 def load_causal_lm(name_or_path: str, tokenizer, dropout: bool = False, torch_dtype: str | None = None,
-                   trust_remote_code: bool = False, attn_implementation: str | None = None) -> PreTrainedModel:
-    """Load ``AutoModelForCausalLM`` aligned with ``tokenizer`` (arguments as :func:`load_reward_backbone`); its
-    generation config stops at the tokenizer's EOS and pads with its pad token."""
+                   trust_remote_code: bool = False, attn_implementation: str | None = None,
+                   quantization: str | None = None) -> PreTrainedModel:
+    """Load ``AutoModelForCausalLM`` aligned with ``tokenizer`` (arguments as :func:`load_reward_backbone`; the LM
+    head stays unquantized); its generation config stops at the tokenizer's EOS and pads with its pad token."""
     model = _load(AutoModelForCausalLM, name_or_path, tokenizer, dropout, torch_dtype, trust_remote_code,
-                  attn_implementation)
+                  attn_implementation, quantization, ["lm_head"])
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     if model.generation_config.eos_token_id is None:
         model.generation_config.eos_token_id = tokenizer.eos_token_id
@@ -159,7 +161,8 @@ def eos_token_ids(model: PreTrainedModel, tokenizer) -> list[int]:
 
 
 def _load(auto_cls, name_or_path: str, tokenizer, dropout: bool, torch_dtype: str | None, trust_remote_code: bool,
-          attn_implementation: str | None, **config_kwargs) -> PreTrainedModel:
+          attn_implementation: str | None, quantization: str | None = None, keep: list[str] | None = None,
+          **config_kwargs) -> PreTrainedModel:
     path = resolve_model_path(name_or_path)
     config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, **config_kwargs)
     if not dropout:
@@ -169,49 +172,12 @@ def _load(auto_cls, name_or_path: str, tokenizer, dropout: bool, torch_dtype: st
         kwargs["dtype"] = getattr(torch, torch_dtype)
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
+    if quantization is not None:
+        from bsr_lightning.adapters import bnb_config
+
+        kwargs["quantization_config"] = bnb_config(quantization, kwargs.get("dtype", torch.float32), keep or [])
     model = auto_cls.from_pretrained(path, **kwargs)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
     model.config.pad_token_id = tokenizer.pad_token_id  # exported models then pool the same token as training
     return model
-
-
-@dataclass
-class LoRA:
-    """LoRA adapters (Hu et al. 2021) via peft.
-
-    Args:
-        r: the adapters' rank.
-        alpha: the scaling numerator (``alpha / r`` multiplies the update).
-        dropout: dropout on the adapters' input.
-        target_modules: module names to adapt, or ``all-linear``.
-    """
-
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.0
-    target_modules: list[str] | str = "all-linear"
-
-
-def apply_lora(model: PreTrainedModel, lora: LoRA | dict | None, modules_to_save: list[str] | None = None):
-    """Wrap ``model`` with LoRA adapters (only they, and ``modules_to_save``, train); unchanged when ``lora`` is
-    None. A dict (as stored in checkpoints) is read as :class:`LoRA`'s fields."""
-    if lora is None:
-        return model
-    lora = LoRA(**lora) if isinstance(lora, dict) else lora
-    try:
-        from peft import LoraConfig, get_peft_model
-    except ImportError as err:
-        raise ImportError("LoRA needs peft: pip install 'bsr_lightning[lora]'.") from err
-    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                        target_modules=lora.target_modules, modules_to_save=modules_to_save)
-    return get_peft_model(model, config)
-
-
-def merged_for_export(model):
-    """A plain ``transformers`` model for ``save_pretrained``: LoRA adapters merged into a copy of the weights."""
-    if not hasattr(model, "merge_and_unload"):
-        return model
-    import copy
-
-    return copy.deepcopy(model).merge_and_unload()

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import inspect
+from dataclasses import asdict
 
 import lightning as L
 import torch
 from torch import Tensor
 
+from bsr_lightning.adapters import AdapterCheckpoints, LoRA, Quantization, apply_lora, check_quantization
 from bsr_lightning.guards import NonFiniteGuard, OnNonFinite
 from bsr_lightning.losses import BradleyTerry, PairwiseLoss
 from bsr_lightning.metrics import RewardMetrics, batch_summary
 from bsr_lightning.models import (
+    HEAD_NAMES,
     find_score_head,
     load_reward_backbone,
     load_tokenizer,
@@ -23,7 +26,7 @@ from bsr_lightning.regularizers import NoRegularizer, Regularizer
 from bsr_lightning.specs import object_spec
 
 
-class RewardModel(L.LightningModule):
+class RewardModel(AdapterCheckpoints, L.LightningModule):
     """Train a scalar reward model on preference pairs with a pairwise loss plus a pluggable regularizer.
 
     The loss of a batch of B pairs is ``mean(loss(regularizer.margin(c, r), c, r)) + regularizer.penalty(c, r)``.
@@ -47,6 +50,9 @@ class RewardModel(L.LightningModule):
         gradient_checkpointing: recompute activations in the backward pass to save memory.
         on_nonfinite: a NaN/inf loss or reward in training: ``error`` stops naming the step and row ids, ``skip``
             skips the batch and counts it (``train/skipped_batches``).
+        lora: train LoRA adapters and the score head instead of all weights (merged at export).
+        quantization: load the frozen backbone in ``nf4`` (4-bit) or ``int8`` (bitsandbytes; needs ``lora``): QLoRA.
+            The score head stays in full precision; export writes dequantized, merged full-precision weights.
     """
 
     def __init__(
@@ -67,22 +73,29 @@ class RewardModel(L.LightningModule):
         trust_remote_code: bool = False,
         gradient_checkpointing: bool = False,
         on_nonfinite: OnNonFinite = "error",
+        lora: LoRA | None = None,
+        quantization: Quantization | None = None,
     ) -> None:
         super().__init__()
+        check_quantization(quantization, lora)
         self.save_hyperparameters(ignore=["regularizer", "loss"])
+        self.hparams.update(lora=asdict(lora) if isinstance(lora, LoRA) else lora)  # plain data in checkpoints
         self.regularizer = regularizer if regularizer is not None else NoRegularizer()
         self.loss_fn = loss if loss is not None else BradleyTerry()
         self.hparams.update(regularizer=object_spec(self.regularizer), loss=object_spec(self.loss_fn))
         self.tokenizer = load_tokenizer(model_name_or_path, chat_template, trust_remote_code)
-        self.backbone = load_reward_backbone(model_name_or_path, self.tokenizer, dropout, score_init, torch_dtype,
-                                             trust_remote_code, attn_implementation)
+        backbone = load_reward_backbone(model_name_or_path, self.tokenizer, dropout, score_init, torch_dtype,
+                                        trust_remote_code, attn_implementation, quantization)
+        head = next(n for n in HEAD_NAMES if isinstance(getattr(backbone, n, None), torch.nn.Module))
+        self.backbone = apply_lora(backbone, lora, modules_to_save=[head], quantized=quantization is not None)
         self.backbone.train()  # from_pretrained returns eval mode; Lightning switches modes per stage from here
         if gradient_checkpointing:
             self.backbone.gradient_checkpointing_enable()
-        self.pooling = pooling_of(self.backbone)
-        self._accepts_position_ids = "position_ids" in inspect.signature(self.backbone.forward).parameters
+        plain = backbone  # peft injects adapters in place: the transformers model, adapters included
+        self.pooling = pooling_of(plain)
+        self._accepts_position_ids = "position_ids" in inspect.signature(plain.forward).parameters
         self._head_input: Tensor | None = None
-        find_score_head(self.backbone).register_forward_hook(self._capture_head_input)
+        find_score_head(plain).register_forward_hook(self._capture_head_input)
         self.train_metrics, self.val_metrics, self.test_metrics = RewardMetrics(), RewardMetrics(), RewardMetrics()
         self.guard = NonFiniteGuard(on_nonfinite)
 

@@ -24,8 +24,9 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from bsr_lightning.adapters import AdapterCheckpoints, LoRA, Quantization, apply_lora, check_quantization
 from bsr_lightning.guards import NonFiniteGuard, OnNonFinite
-from bsr_lightning.models import LoRA, apply_lora, eos_token_ids, load_causal_lm, load_tokenizer
+from bsr_lightning.models import eos_token_ids, load_causal_lm, load_tokenizer
 from bsr_lightning.optim import Schedule, build_optimizer
 from bsr_lightning.regularizers import NoRegularizer, Regularizer
 from bsr_lightning.rewards import load_reward, prompt_text
@@ -42,7 +43,7 @@ from bsr_lightning.rollout import Rollout, response_logprobs, sample
 from bsr_lightning.specs import object_spec
 
 
-class RLOOPolicy(L.LightningModule):
+class RLOOPolicy(AdapterCheckpoints, L.LightningModule):
     """Train a causal LM with RLOO against a reward model; an optional gold reward is logged, never optimized.
 
     ``trainer.max_steps`` counts optimizer steps: ``ppo_epochs * num_minibatches`` per prompt batch.
@@ -72,6 +73,7 @@ class RLOOPolicy(L.LightningModule):
         lr_schedule: ``constant``, ``linear`` or ``cosine`` after warmup.
         max_grad_norm: clip the gradient norm; None for no clipping.
         lora: train LoRA adapters; the reference is then the policy with adapters disabled (no second copy).
+        quantization: load the frozen base in ``nf4`` or ``int8`` (bitsandbytes; needs ``lora``): QLoRA.
         chat_template: a Jinja chat template replacing the policy tokenizer's.
         torch_dtype: ``bfloat16``, ``float16``, ``float32`` or None for the checkpoint's.
         attn_implementation: e.g. ``sdpa`` or ``flash_attention_2``.
@@ -93,12 +95,14 @@ class RLOOPolicy(L.LightningModule):
                  max_new_tokens: int = 64, lr: float = 1e-6, weight_decay: float = 0.0,
                  betas: tuple[float, float] = (0.9, 0.999), warmup_ratio: float = 0.0,
                  lr_schedule: Schedule = "constant", max_grad_norm: float | None = 1.0, lora: LoRA | None = None,
+                 quantization: Quantization | None = None,
                  chat_template: str | None = None, torch_dtype: str | None = None,
                  attn_implementation: str | None = None, trust_remote_code: bool = False,
                  gradient_checkpointing: bool = False, reward_batch_size: int = 64, reward_max_length: int = 1024,
                  samples_every_n_steps: int = 50, num_samples: int = 4,
                  on_nonfinite: OnNonFinite = "error") -> None:
         super().__init__()
+        check_quantization(quantization, lora)
         if k < 2:
             raise ValueError(f"RLOO needs k >= 2 completions per prompt, got k={k}.")
         self.save_hyperparameters(ignore=["regularizer", "kl"])
@@ -109,7 +113,7 @@ class RLOOPolicy(L.LightningModule):
         self.automatic_optimization = False
         self.tokenizer = load_tokenizer(model_name_or_path, chat_template, trust_remote_code)
         model = load_causal_lm(model_name_or_path, self.tokenizer, False, torch_dtype, trust_remote_code,
-                               attn_implementation)
+                               attn_implementation, quantization)
         if gradient_checkpointing:
             model.gradient_checkpointing_enable()
         self.eos_ids = eos_token_ids(model, self.tokenizer)
@@ -117,7 +121,7 @@ class RLOOPolicy(L.LightningModule):
         self._frozen: dict = {}  # reference, reward, gold: kept out of the state dict and the optimizer
         if lora is None:
             self._frozen["reference"] = copy.deepcopy(model).eval().requires_grad_(False)
-        self.backbone = apply_lora(model, lora)
+        self.backbone = apply_lora(model, lora, quantized=quantization is not None)
         self.backbone.train()
 
     def setup(self, stage: str) -> None:

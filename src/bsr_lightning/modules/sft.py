@@ -8,11 +8,12 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from bsr_lightning.models import LoRA, apply_lora, load_causal_lm, load_tokenizer, position_ids_of
+from bsr_lightning.adapters import AdapterCheckpoints, LoRA, Quantization, apply_lora, check_quantization
+from bsr_lightning.models import load_causal_lm, load_tokenizer, position_ids_of
 from bsr_lightning.optim import Schedule, build_optimizer
 
 
-class SFTModel(L.LightningModule):
+class SFTModel(AdapterCheckpoints, L.LightningModule):
     """Next-token cross-entropy on response tokens only (``labels == -100`` elsewhere, see
     :class:`~bsr_lightning.data.prompts.SFTDataModule`), averaged over the batch's response tokens.
 
@@ -25,6 +26,7 @@ class SFTModel(L.LightningModule):
         lr_schedule: ``constant``, ``linear`` or ``cosine`` after warmup.
         chat_template: a Jinja chat template (inline or ``.jinja`` path) replacing the tokenizer's.
         lora: train LoRA adapters instead of all weights (merged at export).
+        quantization: load the frozen base in ``nf4`` or ``int8`` (bitsandbytes; needs ``lora``): QLoRA.
         torch_dtype: load weights as ``bfloat16``, ``float16`` or ``float32``; None keeps the checkpoint's.
         attn_implementation: e.g. ``sdpa`` or ``flash_attention_2``.
         trust_remote_code: allow model code from the hub (off unless asked for).
@@ -34,17 +36,19 @@ class SFTModel(L.LightningModule):
     def __init__(self, model_name_or_path: str, lr: float = 2e-5, weight_decay: float = 0.0,
                  betas: tuple[float, float] = (0.9, 0.999), warmup_ratio: float = 0.03,
                  lr_schedule: Schedule = "cosine", chat_template: str | None = None, lora: LoRA | None = None,
+                 quantization: Quantization | None = None,
                  torch_dtype: str | None = None, attn_implementation: str | None = None,
                  trust_remote_code: bool = False, gradient_checkpointing: bool = False) -> None:
         super().__init__()
+        check_quantization(quantization, lora)
         self.save_hyperparameters()
         self.hparams.update(lora=asdict(lora) if isinstance(lora, LoRA) else lora)  # plain data in checkpoints
         self.tokenizer = load_tokenizer(model_name_or_path, chat_template, trust_remote_code)
         model = load_causal_lm(model_name_or_path, self.tokenizer, False, torch_dtype, trust_remote_code,
-                               attn_implementation)
+                               attn_implementation, quantization)
         if gradient_checkpointing:
             model.gradient_checkpointing_enable()
-        self.backbone = apply_lora(model, lora)
+        self.backbone = apply_lora(model, lora, quantized=quantization is not None)
         self.backbone.train()
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
