@@ -15,6 +15,7 @@ import signal
 import sys
 
 import lightning as L
+import torch
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
@@ -90,3 +91,6 @@ def cli_main(args: list[str] | None = None):
         return BSRLightningCLI(args=args)
     except SIGTERMException:  # a checkpoint was saved (ResumeState); exit like a process killed by SIGTERM
         sys.exit(128 + signal.SIGTERM)
+    finally:  # CPU (gloo) DDP can abort at interpreter exit while a process group is still alive
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()

@@ -73,8 +73,9 @@ class LengthGroupedSampler(SkippableSampler):
         self.seed = seed
         self.window = window
 
-    def __len__(self) -> int:
-        return len(self.lengths)
+    @property
+    def shard_unit(self) -> int:  # ranks take whole batches, so each keeps similar lengths together
+        return self.batch_size
 
     def order(self) -> list[int]:
         rng = np.random.default_rng((self.seed, self.epoch))

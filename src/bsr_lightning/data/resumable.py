@@ -8,28 +8,49 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, DistributedSampler
 
 
-class SkippableSampler(Sampler[int]):
-    """A sampler deterministic in ``(seed, epoch)`` whose next pass can start ``skip_next(count)`` indices in."""
+class SkippableSampler(DistributedSampler):
+    """A sampler deterministic in ``(seed, epoch)`` whose next pass can start ``skip_next(count)`` indices in.
+
+    Under ``torch.distributed`` each rank takes every ``world_size``-th unit of the epoch's order (a unit is one
+    index, or one batch for samplers that group batches, ``shard_unit``); the unit count is padded to a multiple of
+    the world size by repeating the first units, as ``DistributedSampler`` does, so every rank runs the same number
+    of steps. Being a ``DistributedSampler``, Lightning uses it as is and calls ``set_epoch`` on it each epoch.
+    """
 
     epoch = 0
     _skip = 0
+    shard_unit = 1
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def skip_next(self, count: int) -> None:
+        """Start the next pass ``count`` indices into this rank's share of the epoch."""
         self._skip = count
 
     def order(self) -> list[int]:
-        """The epoch's full index order."""
+        """The epoch's full index order (all ranks)."""
         raise NotImplementedError
+
+    def rank_order(self) -> list[int]:
+        """This rank's share of :meth:`order`."""
+        order = self.order()
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return order
+        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        units = [order[i : i + self.shard_unit] for i in range(0, len(order), self.shard_unit)]
+        units += units[: (-len(units)) % world]
+        return [i for unit in units[rank::world] for i in unit]
+
+    def __len__(self) -> int:
+        return len(self.rank_order())
 
     def __iter__(self):
         skip, self._skip = self._skip, 0
-        yield from self.order()[skip:]
+        yield from self.rank_order()[skip:]
 
 
 class EpochShuffleSampler(SkippableSampler):
@@ -38,9 +59,6 @@ class EpochShuffleSampler(SkippableSampler):
     def __init__(self, n: int, seed: int = 0) -> None:
         self.n = n
         self.seed = seed
-
-    def __len__(self) -> int:
-        return self.n
 
     def order(self) -> list[int]:
         return np.random.default_rng((self.seed, self.epoch)).permutation(self.n).tolist()

@@ -1,0 +1,28 @@
+"""A callback for the 2-process DDP test, loaded by import path in the subprocess run."""
+
+import json
+from pathlib import Path
+
+import lightning as L
+import torch
+
+
+class RecordRank(L.Callback):
+    """Per rank: each step's row ids, rewards before the update and logged penalty (``steps_rank{R}.jsonl``), and
+    the final weights (``weights_rank{R}.pt``), in ``out_dir``."""
+
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = Path(out_dir)
+        self._rewards: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._rewards = pl_module.score(batch["input_ids"], batch["attention_mask"]).tolist()  # (2B,)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        row = {"step": trainer.global_step, "epoch": trainer.current_epoch, "row_ids": batch["row_ids"].tolist(),
+               "rewards": self._rewards, "penalty": float(trainer.callback_metrics["train/penalty_step"])}
+        with open(self.out_dir / f"steps_rank{trainer.global_rank}.jsonl", "a") as handle:
+            handle.write(json.dumps(row) + "\n")
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        torch.save(pl_module.state_dict(), self.out_dir / f"weights_rank{trainer.global_rank}.pt")
