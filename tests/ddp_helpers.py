@@ -9,7 +9,8 @@ import torch
 
 class RecordRank(L.Callback):
     """Per rank: each step's row ids, rewards before the update and logged penalty (``steps_rank{R}.jsonl``), and
-    the final weights (``weights_rank{R}.pt``), in ``out_dir``."""
+    the final weights (``weights_rank{R}.pt``) or, when sharded, the local shard shapes (``shards_rank{R}.json``),
+    in ``out_dir``."""
 
     def __init__(self, out_dir: str) -> None:
         self.out_dir = Path(out_dir)
@@ -25,4 +26,8 @@ class RecordRank(L.Callback):
             handle.write(json.dumps(row) + "\n")
 
     def on_fit_end(self, trainer, pl_module) -> None:
-        torch.save(pl_module.state_dict(), self.out_dir / f"weights_rank{trainer.global_rank}.pt")
+        params = dict(pl_module.named_parameters())
+        sharded = {n: list(p.to_local().shape) for n, p in params.items() if hasattr(p, "to_local")}
+        (self.out_dir / f"shards_rank{trainer.global_rank}.json").write_text(json.dumps(sharded))
+        if not sharded:
+            torch.save(pl_module.state_dict(), self.out_dir / f"weights_rank{trainer.global_rank}.pt")

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 
-import bsr_lightning.modules.reward_model as reward_model
 from bsr_lightning.cli import BSRLightningCLI
 from conftest import REPO
 
@@ -20,19 +19,14 @@ def test_configs_exist():
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(REPO)))
-def test_config_parses(path: Path, tiny_llama, monkeypatch):
+def test_config_parses(path: Path):
     rel = str(path.relative_to(REPO))
     first = path.read_text().splitlines()[0]
     assert first.startswith("# python -m bsr_lightning ") and f"--config {rel}" in first
     text = path.read_text()
-    if "pkg:" not in text:  # hub-sized backbones: load the tiny model instead, keep every other value
-        real_tokenizer, real_backbone = reward_model.load_tokenizer, reward_model.load_reward_backbone
-        monkeypatch.setattr(reward_model, "load_tokenizer", lambda name, *a: real_tokenizer(tiny_llama, *a))
-        monkeypatch.setattr(reward_model, "load_reward_backbone",
-                            lambda name, *a: real_backbone(tiny_llama, *a[:3], None, *a[4:]))
-    # the RLOO demo config starts from the demo's SFT export; parse it with the tiny base policy instead
-    policy = ["--model.init_args.model_name_or_path", "tiny:synthetic"] if "artifacts/" in text.split(
-        "model_name_or_path:")[1].splitlines()[0] else []
+    # hub-sized backbones and the demo's SFT export: parse with the tiny model, keep every other value
+    name = text.split("model_name_or_path:")[1].splitlines()[0].strip()
+    policy = [] if name.startswith(("pkg:", "tiny:")) else ["--model.init_args.model_name_or_path", "tiny:synthetic"]
     cli = BSRLightningCLI(args=["--config", str(path), *CPU, *policy], run=False)  # run=False: no subcommand
     config = cli.config
     assert config.model.class_path.startswith("bsr_lightning.")
@@ -40,3 +34,20 @@ def test_config_parses(path: Path, tiny_llama, monkeypatch):
         assert config.model.init_args.lr == 2e-6 and config.data.init_args.max_length == 2048
         assert config.model.init_args.regularizer.init_args.weight == 1e-3
         assert type(cli.model.regularizer).__name__ == "BatchSumToZero"
+
+
+@pytest.mark.parametrize("path", [p for p in CONFIGS if "strategy:\n" in p.read_text()], ids=lambda p: p.name)
+def test_config_strategy_builds(path: Path):
+    """The strategy blocks run on GPUs only; build them here from the YAML's values."""
+    import yaml
+    from torch.distributed.fsdp.wrap import ModuleWrapPolicy
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+    from bsr_lightning.specs import import_class
+
+    spec = yaml.safe_load(path.read_text())["trainer"]["strategy"]
+    strategy = import_class(spec["class_path"])(**spec.get("init_args", {}))
+    policy = strategy.kwargs["auto_wrap_policy"]
+    assert isinstance(policy, ModuleWrapPolicy) and policy._module_classes == {LlamaDecoderLayer}
+    assert strategy._activation_checkpointing_kwargs  # activation checkpointing on the same class
+    assert strategy._state_dict_type == "sharded"

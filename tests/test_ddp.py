@@ -1,4 +1,5 @@
-"""DDP with 2 gloo processes on CPU: disjoint data, a global BSR penalty, equal weights on both ranks at the end."""
+"""DDP and FSDP2 (``ModelParallelStrategy`` + ``fully_shard``) with 2 gloo processes on CPU: disjoint data, a
+global BSR penalty, equal weights on both ranks, and the same exported model from both strategies."""
 
 import json
 import os
@@ -13,28 +14,39 @@ from conftest import REPO
 WEIGHT = 0.1
 
 
-@pytest.fixture(scope="module")
-def ddp_run(tiny_llama, tmp_path_factory):
+def run_two_processes(model: str, root, strategy: list[str]):
     from bsr_lightning.data.synthetic import generate_preference_rows
     from conftest import write_jsonl
 
-    root = tmp_path_factory.mktemp("ddp")
     data = write_jsonl(root / "prefs.jsonl", generate_preference_rows(40, seed=3))
     args = [sys.executable, "-m", "bsr_lightning", "fit", "--model", "bsr_lightning.RewardModel",
-            "--model.model_name_or_path", tiny_llama, "--model.lr", "1e-3",
-            "--model.regularizer", "bsr_lightning.regularizers.BatchSumToZero", "--model.regularizer.weight", str(WEIGHT),
+            "--model.model_name_or_path", model, "--model.lr", "1e-3", "--model.regularizer",
+            "bsr_lightning.regularizers.BatchSumToZero", "--model.regularizer.weight", str(WEIGHT),
             "--model.regularizer.scope", "global", "--data", "bsr_lightning.PreferenceDataModule",
             "--data.path", data, "--data.batch_size", "4", "--data.val_fraction", "0.2", "--data.max_length", "128",
-            "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp", "--trainer.devices", "2",
+            "--trainer.accelerator", "cpu", *strategy, "--trainer.devices", "2",
             "--trainer.max_epochs", "2", "--trainer.default_root_dir", str(root), "--trainer.logger", "false",
             "--trainer.enable_checkpointing", "false", "--trainer.enable_progress_bar", "false",
             "--seed_everything", "0", "--trainer.callbacks+=ddp_helpers.RecordRank",
-            "--trainer.callbacks.out_dir", str(root)]
+            "--trainer.callbacks.out_dir", str(root), "--trainer.callbacks+=bsr_lightning.callbacks.ExportOnFitEnd",
+            "--trainer.callbacks.output_dir", str(root / "export")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
     steps = [[json.loads(line) for line in open(root / f"steps_rank{r}.jsonl")] for r in (0, 1)]
     return root, steps
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tiny_llama, tmp_path_factory):
+    return run_two_processes(tiny_llama, tmp_path_factory.mktemp("ddp"), ["--trainer.strategy", "ddp"])
+
+
+@pytest.fixture(scope="module")
+def fsdp2_run(tiny_llama, tmp_path_factory):
+    strategy = ["--trainer.strategy", "lightning.pytorch.strategies.ModelParallelStrategy",
+                "--trainer.strategy.data_parallel_size", "2", "--trainer.strategy.tensor_parallel_size", "1"]
+    return run_two_processes(tiny_llama, tmp_path_factory.mktemp("fsdp2"), strategy)
 
 
 def test_ranks_end_with_equal_weights(ddp_run):
@@ -64,3 +76,22 @@ def test_global_bsr_penalty_uses_both_ranks_rewards(ddp_run):
         expected = WEIGHT * (rewards.numel() // 2) * rewards.mean() ** 2
         assert s0["penalty"] == pytest.approx(float(expected), rel=1e-3, abs=1e-7)
         assert s1["penalty"] == pytest.approx(s0["penalty"], rel=1e-5, abs=1e-9)
+
+
+def test_fsdp2_shards_weights_and_exports_the_same_model_as_ddp(ddp_run, fsdp2_run, tiny_llama):
+    from transformers import AutoModelForSequenceClassification
+
+    ddp_root, fsdp_root = ddp_run[0], fsdp2_run[0]
+    shards = [json.loads((fsdp_root / f"shards_rank{r}.json").read_text()) for r in (0, 1)]
+    q_proj = "backbone.model.layers.0.self_attn.q_proj.weight"
+    assert shards[0][q_proj] == shards[1][q_proj] == [16, 32]  # each rank holds half of the (32, 32) weight
+    assert [s["row_ids"] for s in fsdp2_run[1][0]] == [s["row_ids"] for s in ddp_run[1][0]]  # same data per rank
+
+    exported = [AutoModelForSequenceClassification.from_pretrained(root / "export").eval()
+                for root in (ddp_root, fsdp_root)]
+    ddp_state, fsdp_state = (m.state_dict() for m in exported)
+    assert ddp_state.keys() == fsdp_state.keys()
+    # data parallelism with gradient averaging either way: the same training up to float reduction order
+    assert all(torch.allclose(ddp_state[k], fsdp_state[k], atol=1e-5) for k in ddp_state)
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_llama).state_dict()
+    assert not torch.allclose(base["score.weight"], fsdp_state["score.weight"])  # it trained

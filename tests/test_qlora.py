@@ -80,3 +80,29 @@ def test_qlora_policy_trains_adapters_only(tmp_path):
     assert any(not torch.equal(before[n], after[n]) for n in before)
     layer = policy.backbone.get_base_model().model.layers[0].mlp.up_proj.get_base_layer()
     assert type(layer).__name__ == "Linear4bit"
+
+
+def test_sharding_with_quantization_or_lora_is_refused_at_start(tmp_path, synthetic_jsonl):
+    from lightning.pytorch.strategies import DDPStrategy, ModelParallelStrategy
+
+    from bsr_lightning import PreferenceDataModule
+    from bsr_lightning.parallel import DecoderFSDPStrategy, check_strategy
+
+    fsdp = DecoderFSDPStrategy(["transformers.models.llama.modeling_llama.LlamaDecoderLayer"])
+    with pytest.raises(ValueError, match="cannot be combined with DecoderFSDPStrategy.*Use DDP"):
+        check_strategy(fsdp, "nf4", {"r": 4})
+    with pytest.raises(ValueError, match="LoRA is not supported with ModelParallelStrategy"):
+        check_strategy(ModelParallelStrategy(), None, {"r": 4})
+    check_strategy(DDPStrategy(), "nf4", {"r": 4})  # QLoRA under DDP is supported
+
+    module = RewardModel("tiny:synthetic", lora={"r": 4}, quantization="nf4")
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=1, logger=False, enable_checkpointing=False,
+                        strategy=ModelParallelStrategy(data_parallel_size=1, tensor_parallel_size=1),
+                        default_root_dir=tmp_path)
+    try:
+        with pytest.raises(ValueError, match="quantization='nf4' cannot be combined with ModelParallelStrategy"):
+            trainer.fit(module, PreferenceDataModule(path=synthetic_jsonl, batch_size=4, max_length=128))
+        assert trainer.global_step == 0
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()

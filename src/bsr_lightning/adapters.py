@@ -105,22 +105,28 @@ def merged_for_export(model):
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     if inner is model and getattr(model, "hf_quantizer", None) is None:
         return model
-    config = copy.deepcopy(inner.config)
+    return rebuild_plain(inner, dense_state_dict(inner))
+
+
+def rebuild_plain(model, state: dict[str, torch.Tensor]):
+    """A new, plain (unquantized, unwrapped) model of ``model``'s class and config holding ``state``; non-persistent
+    buffers (e.g. rotary frequencies) are copied from ``model``."""
+    config = copy.deepcopy(model.config)
     for key in ("quantization_config", "_pre_quantization_dtype"):
         if hasattr(config, key):
             delattr(config, key)
-    state = dense_state_dict(inner)
     dtype = next(v.dtype for v in state.values() if v.is_floating_point())
     with torch.device("meta"):
-        dense = type(inner)(config)
-    dense.load_state_dict(state, strict=True, assign=True)
-    source_buffers = dict(inner.named_buffers())
-    for name, buffer in list(dense.named_buffers()):  # non-persistent buffers (e.g. rotary frequencies)
+        plain = type(model)(config)
+    plain.load_state_dict(state, strict=True, assign=True)
+    source_buffers = {k: v.full_tensor() if hasattr(v, "full_tensor") else v for k, v in model.named_buffers()}
+    for name, buffer in list(plain.named_buffers()):  # non-persistent buffers (e.g. rotary frequencies)
         if buffer.is_meta:
             owner, _, leaf = name.rpartition(".")
-            dense.get_submodule(owner).register_buffer(leaf, source_buffers[name].clone(), persistent=False)
-    dense.tie_weights()
-    return dense.to(dtype).eval()
+            plain.get_submodule(owner).register_buffer(leaf, source_buffers[name].detach().cpu().clone(),
+                                                       persistent=False)
+    plain.tie_weights()
+    return plain.to(dtype).eval()
 
 
 def dense_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:

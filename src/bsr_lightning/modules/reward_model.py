@@ -22,6 +22,7 @@ from bsr_lightning.models import (
     position_ids_of,
 )
 from bsr_lightning.optim import Schedule, build_optimizer
+from bsr_lightning.parallel import check_strategy, shard_fsdp2
 from bsr_lightning.regularizers import NoRegularizer, Regularizer
 from bsr_lightning.specs import object_spec
 
@@ -178,6 +179,14 @@ class RewardModel(AdapterCheckpoints, L.LightningModule):
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         chosen, rejected = self.score(batch["input_ids"], batch["attention_mask"]).chunk(2)
         return {"row_ids": batch["row_ids"], "chosen": chosen, "rejected": rejected}
+
+    def setup(self, stage: str) -> None:
+        check_strategy(self.trainer.strategy, self.hparams.quantization, self.hparams.lora)
+
+    def configure_model(self) -> None:
+        """Under ``ModelParallelStrategy``: FSDP2 ``fully_shard`` per decoder layer, then the whole backbone."""
+        if self._device_mesh is not None:
+            shard_fsdp2(self.backbone, self._device_mesh)
 
     def on_before_optimizer_step(self, optimizer) -> None:
         params = [p for group in optimizer.param_groups for p in group["params"]]
