@@ -25,7 +25,8 @@ EXTRA_COMMANDS = {"export": "bsr_lightning.export:export_main",
                   "evaluate": "bsr_lightning.evaluation.evaluate:evaluate_main",
                   "diagnose": "bsr_lightning.evaluation.diagnostics:diagnose_main",
                   "scenarios": "bsr_lightning.evaluation.scenarios:scenarios_main",
-                  "sweep": "bsr_lightning.evaluation.sweep:sweep_main"}
+                  "sweep": "bsr_lightning.evaluation.sweep:sweep_main",
+                  "plan": "bsr_lightning.plan:plan_main"}
 
 
 class BSRLightningCLI(LightningCLI):

@@ -1,0 +1,50 @@
+"""``plan``: exact parameter counts from the config alone, and memory figures that follow the stated rules."""
+
+import pytest
+
+from bsr_lightning import RewardModel, RLOOPolicy
+from bsr_lightning.cli import cli_main
+from bsr_lightning.plan import GIB
+from conftest import REPO
+
+TINY_RM = str(REPO / "configs/reward/synthetic_tiny.yaml")
+
+
+def plan(*args):
+    return cli_main(["plan", "--config", TINY_RM, *args])
+
+
+def test_parameter_count_matches_the_built_module():
+    module = RewardModel("tiny:synthetic", score_init="normal")
+    measured = sum(p.numel() for p in module.parameters())
+    got = plan()
+    assert got["parameters"] == measured and got["trainable_parameters"] == measured
+    # fp32 weights, gradients and AdamW's two moments, one device
+    assert got["gib_per_device"]["weights"] * GIB == pytest.approx(4 * measured)
+    assert got["gib_per_device"]["optimizer_states"] == pytest.approx(2 * got["gib_per_device"]["gradients"])
+
+
+def test_lora_trainable_count_matches_and_fsdp_divides_by_devices():
+    module = RewardModel("tiny:synthetic", lora={"r": 4, "alpha": 8})
+    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    got = plan("--model.init_args.lora.r", "4", "--model.init_args.lora.alpha", "8")
+    assert got["trainable_parameters"] == trainable < got["parameters"]
+
+    single = plan()
+    sharded = plan("--trainer.devices", "4", "--trainer.strategy", "bsr_lightning.parallel.DecoderFSDPStrategy",
+                   "--trainer.strategy.layer_classes", "[transformers.models.llama.modeling_llama.LlamaDecoderLayer]")
+    for part in ("weights", "gradients", "optimizer_states"):
+        assert sharded["gib_per_device"][part] == pytest.approx(single["gib_per_device"][part] / 4)
+    assert sharded["gib_per_device"]["activations"] == pytest.approx(single["gib_per_device"]["activations"])
+
+
+def test_nf4_shrinks_the_decoder_weights_and_rloo_counts_the_policy():
+    full, nf4 = plan("--model.init_args.lora.r", "4"), plan("--model.init_args.lora.r", "4",
+                                                            "--model.init_args.quantization", "nf4")
+    assert nf4["gib_per_device"]["weights"] < full["gib_per_device"]["weights"]
+    policy = RLOOPolicy("tiny:synthetic", "reward_fns:length_words")
+    got = cli_main(["plan", "--config", str(REPO / "configs/rloo/synthetic_tiny.yaml"),
+                    "--model.init_args.model_name_or_path", "tiny:synthetic",
+                    "--model.init_args.reward_model", "reward_fns:length_words"])
+    assert got["parameters"] == sum(p.numel() for p in policy.parameters())
+    assert got["gib_per_device"]["kv_cache"] > 0 and got["notes"]  # the function reward is named as uncounted
