@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from bsr_lightning.adapters import AdapterCheckpoints, LoRA, Quantization, apply_lora, check_quantization
+from bsr_lightning.batching import PACKING_ATTENTION, Batching, Packed, Padded
 from bsr_lightning.guards import NonFiniteGuard, OnNonFinite
 from bsr_lightning.losses import BradleyTerry, PairwiseLoss
 from bsr_lightning.metrics import RewardMetrics, batch_summary
@@ -52,6 +53,9 @@ class RewardModel(AdapterCheckpoints, L.LightningModule):
         on_nonfinite: a NaN/inf loss or reward in training: ``error`` stops naming the step and row ids, ``skip``
             skips the batch and counts it (``train/skipped_batches``).
         lora: train LoRA adapters and the score head instead of all weights (merged at export).
+        batching: how a padded batch goes through the backbone: :class:`~bsr_lightning.batching.Padded` (None),
+            ``LengthBuckets`` (less padding, any backbone) or ``Packed`` (padding-free, decoders); same scores.
+        compile: ``torch.compile`` the backbone (in place: checkpoints and exports keep their names).
         quantization: load the frozen backbone in ``nf4`` (4-bit) or ``int8`` (bitsandbytes; needs ``lora``): QLoRA.
             The score head stays in full precision; export writes dequantized, merged full-precision weights.
     """
@@ -76,14 +80,18 @@ class RewardModel(AdapterCheckpoints, L.LightningModule):
         on_nonfinite: OnNonFinite = "error",
         lora: LoRA | None = None,
         quantization: Quantization | None = None,
+        batching: Batching | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         check_quantization(quantization, lora)
-        self.save_hyperparameters(ignore=["regularizer", "loss"])
+        self.save_hyperparameters(ignore=["regularizer", "loss", "batching"])
         self.hparams.update(lora=asdict(lora) if isinstance(lora, LoRA) else lora)  # plain data in checkpoints
         self.regularizer = regularizer if regularizer is not None else NoRegularizer()
         self.loss_fn = loss if loss is not None else BradleyTerry()
-        self.hparams.update(regularizer=object_spec(self.regularizer), loss=object_spec(self.loss_fn))
+        self.batching = batching if batching is not None else Padded()
+        self.hparams.update(regularizer=object_spec(self.regularizer), loss=object_spec(self.loss_fn),
+                            batching=object_spec(self.batching))
         self.tokenizer = load_tokenizer(model_name_or_path, chat_template, trust_remote_code)
         backbone = load_reward_backbone(model_name_or_path, self.tokenizer, dropout, score_init, torch_dtype,
                                         trust_remote_code, attn_implementation, quantization)
@@ -94,17 +102,23 @@ class RewardModel(AdapterCheckpoints, L.LightningModule):
             self.backbone.gradient_checkpointing_enable()
         plain = backbone  # peft injects adapters in place: the transformers model, adapters included
         self.pooling = pooling_of(plain)
+        if isinstance(self.batching, Packed) and (self.pooling != "last" or plain.config._attn_implementation
+                                                  not in PACKING_ATTENTION):
+            raise ValueError(f"Packed batching needs a decoder with attention in {PACKING_ATTENTION} (got "
+                             f"{type(plain).__name__}, {plain.config._attn_implementation!r}); use "
+                             "bsr_lightning.batching.LengthBuckets for encoders.")
         self._accepts_position_ids = "position_ids" in inspect.signature(plain.forward).parameters
         self._head_input: Tensor | None = None
         find_score_head(plain).register_forward_hook(self._capture_head_input)
         self.train_metrics, self.val_metrics, self.test_metrics = RewardMetrics(), RewardMetrics(), RewardMetrics()
         self.guard = NonFiniteGuard(on_nonfinite)
+        self._compiled = False
 
     def _capture_head_input(self, module, args, output) -> None:
         self._head_input = args[0]
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
-        """Score sequences.
+        """Score sequences (through the configured :mod:`~bsr_lightning.batching`).
 
         Args:
             input_ids: ``(N, T)`` token ids, left or right padded.
@@ -113,6 +127,10 @@ class RewardModel(AdapterCheckpoints, L.LightningModule):
         Returns:
             ``rewards`` ``(N,)`` and ``hidden`` ``(N, H)``, the pooled hidden state that entered the score head.
         """
+        return self.batching(self, input_ids, attention_mask)
+
+    def padded_forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """One pass over a padded ``(N, T)`` batch; returns rewards ``(N,)`` and head inputs ``(N, H)``."""
         kwargs = {}
         if self._accepts_position_ids:  # positions count real tokens only, so left padding changes nothing
             kwargs["position_ids"] = position_ids_of(attention_mask)
@@ -122,6 +140,16 @@ class RewardModel(AdapterCheckpoints, L.LightningModule):
             index = self._pooled_index(attention_mask)
             hidden = hidden[torch.arange(hidden.size(0), device=hidden.device), index]
         return logits.squeeze(-1).float(), hidden
+
+    def packed_forward(self, input_ids: Tensor, position_ids: Tensor, ends: Tensor) -> tuple[Tensor, Tensor]:
+        """One pass over ``(1, S)`` packed sequences with restarting ``(1, S)`` positions; the rewards ``(N,)`` and
+        head inputs ``(N, H)`` are read at the ``(N,)`` last-token indices ``ends``."""
+        plain = self.backbone.get_base_model() if hasattr(self.backbone, "get_base_model") else self.backbone
+        states = plain.base_model(input_ids=input_ids, position_ids=position_ids, use_cache=False)[0]  # (1, S, H)
+        hidden = states[0, ends]  # (N, H)
+        rewards = find_score_head(plain)(hidden).squeeze(-1).float()  # (N,)
+        self._head_input = None
+        return rewards, hidden
 
     def _pooled_index(self, attention_mask: Tensor) -> Tensor:
         """``(N,)`` the position the reward is read at: the last real token (decoders) or the first (encoders)."""
@@ -184,9 +212,13 @@ class RewardModel(AdapterCheckpoints, L.LightningModule):
         check_strategy(self.trainer.strategy, self.hparams.quantization, self.hparams.lora)
 
     def configure_model(self) -> None:
-        """Under ``ModelParallelStrategy``: FSDP2 ``fully_shard`` per decoder layer, then the whole backbone."""
+        """Under ``ModelParallelStrategy``: FSDP2 ``fully_shard`` per decoder layer, then the whole backbone; then
+        ``torch.compile`` when asked."""
         if self._device_mesh is not None:
             shard_fsdp2(self.backbone, self._device_mesh)
+        if self.hparams.compile and not self._compiled:
+            self.backbone.compile()
+            self._compiled = True
 
     def on_before_optimizer_step(self, optimizer) -> None:
         params = [p for group in optimizer.param_groups for p in group["params"]]
