@@ -10,9 +10,10 @@ does), Bradley-Terry loss without regularizer, AdamW at ``--lr`` with linear dec
 bsr_lightning runs as configured for speed: batches grouped by length (``group_by_length: true``) and each batch
 cut into ``--buckets`` length buckets (``LengthBuckets``; MiniLM is an encoder, so padding-free ``Packed`` does not
 apply); TRL runs with its defaults (random batches padded to their longest sequence), except ``bf16=False``: TRL
-defaults to bf16 autocast, which would not be the same arithmetic. Held-out accuracy is computed by one shared function on
-each trained Hugging Face model. Timed: the training call only (``Trainer.fit`` / ``RewardTrainer.train``).
+defaults to bf16 autocast, which would not be the same arithmetic. Held-out accuracy is computed by one shared
+function on each trained Hugging Face model. Timed: the training call only (``Trainer.fit`` / ``RewardTrainer.train``).
 The last line of output is one JSON object: ``{"project": {...}, "trl": {...}, "ratio_pairs_per_s": x}``.
+TRL is not a dependency of this package: ``pip install trl`` (after torch) to run it.
 """
 
 from __future__ import annotations
@@ -144,9 +145,9 @@ def main() -> None:
         result["ratio_pairs_per_s"] = round(result["project"]["pairs_per_s"] / result["trl"]["pairs_per_s"], 2)
         import torch
 
-        result["settings"] = {"batch_size": args.batch_size, "buckets": args.buckets, "max_length": args.max_length, "lr": args.lr,
-                              "epochs": 1, "seed": args.seed, "max_pairs": args.max_pairs, "device": "cpu",
-                              "dtype": "float32", "torch_threads": torch.get_num_threads()}
+        result["settings"] = {"batch_size": args.batch_size, "buckets": args.buckets, "max_length": args.max_length,
+                              "lr": args.lr, "epochs": 1, "seed": args.seed, "max_pairs": args.max_pairs,
+                              "device": "cpu", "dtype": "float32", "torch_threads": torch.get_num_threads()}
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))

@@ -78,10 +78,12 @@ def shard_fsdp2(backbone: nn.Module, mesh, param_dtype: torch.dtype | None = Non
     fully_shard(backbone, mesh=dp_mesh, mp_policy=mp)
 
 
-def check_strategy(strategy, quantization: str | None, lora) -> None:
-    """Stop unsupported combinations at the start of a run (see the module docstring's table)."""
+def check_strategy(trainer, quantization: str | None, lora) -> None:
+    """Stop unsupported combinations at the start of a run (see the module docstring's table); a module without a
+    trainer (or a strategy) passes."""
     from lightning.pytorch.strategies import ModelParallelStrategy
 
+    strategy = getattr(trainer, "strategy", trainer)
     if not isinstance(strategy, FSDPStrategy | ModelParallelStrategy):
         return
     name = type(strategy).__name__

@@ -209,7 +209,7 @@ class RewardModel(AdapterCheckpoints, L.LightningModule):
         return {"row_ids": batch["row_ids"], "chosen": chosen, "rejected": rejected}
 
     def setup(self, stage: str) -> None:
-        check_strategy(self.trainer.strategy, self.hparams.quantization, self.hparams.lora)
+        check_strategy(self._trainer, self.hparams.quantization, self.hparams.lora)
 
     def configure_model(self) -> None:
         """Under ``ModelParallelStrategy``: FSDP2 ``fully_shard`` per decoder layer, then the whole backbone; then

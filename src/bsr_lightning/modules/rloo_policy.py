@@ -28,6 +28,7 @@ from bsr_lightning.adapters import AdapterCheckpoints, LoRA, Quantization, apply
 from bsr_lightning.guards import NonFiniteGuard, OnNonFinite
 from bsr_lightning.models import eos_token_ids, load_causal_lm, load_tokenizer
 from bsr_lightning.optim import Schedule, build_optimizer
+from bsr_lightning.parallel import check_strategy
 from bsr_lightning.regularizers import NoRegularizer, Regularizer
 from bsr_lightning.rewards import load_reward, prompt_text
 from bsr_lightning.rl import (
@@ -126,6 +127,7 @@ class RLOOPolicy(AdapterCheckpoints, L.LightningModule):
 
     def setup(self, stage: str) -> None:
         hp = self.hparams
+        check_strategy(self._trainer, hp.quantization, hp.lora)
         if stage == "fit" or stage == "validate":
             self._frozen.setdefault("reward", load_reward(hp.reward_model, hp.reward_batch_size, hp.reward_max_length))
             if hp.gold_reward is not None:
