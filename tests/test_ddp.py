@@ -26,10 +26,12 @@ def run_two_processes(model: str, root, strategy: list[str]):
             "--data.path", data, "--data.batch_size", "4", "--data.val_fraction", "0.2", "--data.max_length", "128",
             "--trainer.accelerator", "cpu", *strategy, "--trainer.devices", "2",
             "--trainer.max_epochs", "2", "--trainer.default_root_dir", str(root), "--trainer.logger", "false",
-            "--trainer.enable_checkpointing", "false", "--trainer.enable_progress_bar", "false",
+            "--trainer.enable_progress_bar", "false",
             "--seed_everything", "0", "--trainer.callbacks+=ddp_helpers.RecordRank",
             "--trainer.callbacks.out_dir", str(root), "--trainer.callbacks+=bsr_lightning.callbacks.ExportOnFitEnd",
-            "--trainer.callbacks.output_dir", str(root / "export")]
+            "--trainer.callbacks.output_dir", str(root / "export"),
+            "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+            "--trainer.callbacks.dirpath", str(root / "ckpt"), "--trainer.callbacks.save_last", "true"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -95,3 +97,17 @@ def test_fsdp2_shards_weights_and_exports_the_same_model_as_ddp(ddp_run, fsdp2_r
     assert all(torch.allclose(ddp_state[k], fsdp_state[k], atol=1e-5) for k in ddp_state)
     base = AutoModelForSequenceClassification.from_pretrained(tiny_llama).state_dict()
     assert not torch.allclose(base["score.weight"], fsdp_state["score.weight"])  # it trained
+
+
+def test_fsdp2_sharded_checkpoint_exports_the_full_model(fsdp2_run, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    from bsr_lightning.cli import cli_main
+
+    root = fsdp2_run[0]
+    assert (root / "ckpt" / "last.ckpt").is_dir()  # one shard file per rank
+    cli_main(["export", "--ckpt_path", str(root / "ckpt" / "last.ckpt"), "--output_dir", str(tmp_path / "export")])
+    from_shards, at_fit_end = (AutoModelForSequenceClassification.from_pretrained(p).state_dict()
+                               for p in (tmp_path / "export", root / "export"))
+    assert from_shards.keys() == at_fit_end.keys()
+    assert all(torch.equal(from_shards[k], at_fit_end[k]) for k in from_shards)

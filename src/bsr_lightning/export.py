@@ -49,8 +49,14 @@ def export_module(module, output_dir: str | Path) -> Path:
 
 
 def load_module_from_checkpoint(ckpt_path: str):
-    """Rebuild the LightningModule stored in ``ckpt_path`` with its weights, on CPU."""
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    """Rebuild the LightningModule stored in ``ckpt_path`` with its weights, on CPU. A directory is a sharded
+    (FSDP/FSDP2, one file per rank) checkpoint: its shards are consolidated into full weights first."""
+    if Path(ckpt_path).is_dir():
+        from lightning.fabric.utilities.load import _load_distributed_checkpoint
+
+        checkpoint = _load_distributed_checkpoint(Path(ckpt_path))
+    else:
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     hparams = dict(checkpoint["hyper_parameters"])
     class_path = hparams.pop("_class_path", None) or "bsr_lightning.RewardModel"
     hparams.pop("_instantiator", None)
