@@ -76,10 +76,16 @@ def apply_lora(model, lora: LoRA | dict | None, modules_to_save: list[str] | Non
 
 
 class AdapterCheckpoints:
-    """LightningModule mixin: with LoRA, checkpoints hold only the trainable weights (adapters, score head), since
-    the frozen (possibly quantized) base is rebuilt from ``model_name_or_path`` on load. An 8B QLoRA checkpoint is
-    then tens of MB, and no bitsandbytes quantization state is pickled. A checkpoint missing a trainable weight is
-    refused on load."""
+    """LightningModule mixin for modules with ``lora`` and ``quantization`` hyperparameters: ``setup`` refuses
+    strategies that cannot shard them (:func:`~bsr_lightning.parallel.check_strategy`), and with LoRA, checkpoints
+    hold only the trainable weights (adapters, score head), since the frozen (possibly quantized) base is rebuilt
+    from ``model_name_or_path`` on load. An 8B QLoRA checkpoint is then tens of MB, and no bitsandbytes quantization
+    state is pickled. A checkpoint missing a trainable weight is refused on load."""
+
+    def setup(self, stage: str) -> None:
+        from bsr_lightning.parallel import check_strategy
+
+        check_strategy(self._trainer, self.hparams.get("quantization"), self.hparams.get("lora"))
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.hparams.get("lora") is not None:

@@ -26,12 +26,14 @@ class NonFiniteGuard:
         self.policy = policy
         self.skipped = 0
 
-    def grads_ok(self, step: int, parameters, scaler=None) -> bool:
-        """True when every gradient is finite, or when a gradient ``scaler`` (fp16) is active: it already skips
-        overflowing steps and lowers its scale. Otherwise (fp32, bf16) non-finite gradients raise or, with ``skip``,
-        are set to None so the optimizer step leaves the weights alone."""
-        if scaler is not None:
+    def grads_ok(self, step: int, optimizer, trainer) -> bool:
+        """True when every gradient of ``optimizer``'s parameters is finite, or when the trainer's precision plugin
+        has a gradient scaler (fp16): it already skips overflowing steps and lowers its scale. Otherwise (fp32, bf16)
+        non-finite gradients raise or, with ``skip``, are set to None so the optimizer step leaves the weights
+        alone."""
+        if getattr(trainer.precision_plugin, "scaler", None) is not None:
             return True
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
         grads = [p.grad for p in parameters if p.grad is not None]
         if not grads or all(torch.isfinite(n) for n in torch._foreach_norm(grads)):
             return True

@@ -37,16 +37,15 @@ def stream_scores(scorer: ConversationScorer, evaluator: Evaluator, rows: Iterat
     """Score ``(where, row)`` items chunk by chunk, writing one JSON record per row to ``records_file`` and
     returning ``evaluator.result()``. At most ``chunk_rows`` rows (and their scores) are held at once; a bad row
     raises :class:`RowError` naming it."""
-    row_ids = iter(range(2**62))
     bar = tqdm(desc="evaluate", unit="row", disable=not progress)
-    for chunk in _chunks(iter(rows), chunk_rows):
+    for chunk in _chunks(enumerate(rows), chunk_rows):
         items = []
-        for where, row in chunk:
+        for row_id, (where, row) in chunk:
             if isinstance(row, RowError):
                 raise row
             if not isinstance(row, dict):
                 raise RowError(where, f"expected a JSON object, got {type(row).__name__}")
-            items.append(evaluator.parse(row, next(row_ids), where))
+            items.append(evaluator.parse(row, row_id, where))
         convs = [evaluator.conversations(item) for item in items]
         scores = scorer.score([c for group in convs for c in group], "chunk")
         bounds = np.cumsum([0] + [len(group) for group in convs])

@@ -23,7 +23,7 @@ from bsr_lightning.models import (
     position_ids_of,
 )
 from bsr_lightning.optim import Schedule, build_optimizer
-from bsr_lightning.parallel import check_strategy, shard_fsdp2
+from bsr_lightning.parallel import shard_fsdp2
 from bsr_lightning.regularizers import NoRegularizer, Regularizer
 from bsr_lightning.specs import object_spec
 
@@ -208,9 +208,6 @@ class RewardModel(AdapterCheckpoints, L.LightningModule):
         chosen, rejected = self.score(batch["input_ids"], batch["attention_mask"]).chunk(2)
         return {"row_ids": batch["row_ids"], "chosen": chosen, "rejected": rejected}
 
-    def setup(self, stage: str) -> None:
-        check_strategy(self._trainer, self.hparams.quantization, self.hparams.lora)
-
     def configure_model(self) -> None:
         """Under ``ModelParallelStrategy``: FSDP2 ``fully_shard`` per decoder layer, then the whole backbone; then
         ``torch.compile`` when asked."""
@@ -221,8 +218,7 @@ class RewardModel(AdapterCheckpoints, L.LightningModule):
             self._compiled = True
 
     def on_before_optimizer_step(self, optimizer) -> None:
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        if not self.guard.grads_ok(self.global_step, params, getattr(self.trainer.precision_plugin, "scaler", None)):
+        if not self.guard.grads_ok(self.global_step, optimizer, self.trainer):
             self.log("train/skipped_batches", float(self.guard.skipped), reduce_fx="max")
 
     def on_train_epoch_end(self) -> None:

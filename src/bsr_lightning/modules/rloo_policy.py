@@ -28,7 +28,6 @@ from bsr_lightning.adapters import AdapterCheckpoints, LoRA, Quantization, apply
 from bsr_lightning.guards import NonFiniteGuard, OnNonFinite
 from bsr_lightning.models import eos_token_ids, load_causal_lm, load_tokenizer
 from bsr_lightning.optim import Schedule, build_optimizer
-from bsr_lightning.parallel import check_strategy
 from bsr_lightning.regularizers import NoRegularizer, Regularizer
 from bsr_lightning.rewards import load_reward, prompt_text
 from bsr_lightning.rl import (
@@ -126,8 +125,8 @@ class RLOOPolicy(AdapterCheckpoints, L.LightningModule):
         self.backbone.train()
 
     def setup(self, stage: str) -> None:
+        super().setup(stage)  # AdapterCheckpoints: supported strategy for lora/quantization
         hp = self.hparams
-        check_strategy(self._trainer, hp.quantization, hp.lora)
         if stage == "fit" or stage == "validate":
             self._frozen.setdefault("reward", load_reward(hp.reward_model, hp.reward_batch_size, hp.reward_max_length))
             if hp.gold_reward is not None:
@@ -214,8 +213,7 @@ class RLOOPolicy(AdapterCheckpoints, L.LightningModule):
         if not self.guard.ok(self.global_step, None, loss=loss):
             return loss.detach(), clip_fraction
         self.manual_backward(loss)
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        if not self.guard.grads_ok(self.global_step, params, getattr(self.trainer.precision_plugin, "scaler", None)):
+        if not self.guard.grads_ok(self.global_step, optimizer, self.trainer):
             return loss.detach(), clip_fraction
         if self.hparams.max_grad_norm is not None:
             self.clip_gradients(optimizer, gradient_clip_val=self.hparams.max_grad_norm,

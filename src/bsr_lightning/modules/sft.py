@@ -11,7 +11,6 @@ from torch import Tensor
 from bsr_lightning.adapters import AdapterCheckpoints, LoRA, Quantization, apply_lora, check_quantization
 from bsr_lightning.models import load_causal_lm, load_tokenizer, position_ids_of
 from bsr_lightning.optim import Schedule, build_optimizer
-from bsr_lightning.parallel import check_strategy
 
 
 class SFTModel(AdapterCheckpoints, L.LightningModule):
@@ -73,9 +72,6 @@ class SFTModel(AdapterCheckpoints, L.LightningModule):
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         loss, tokens = self._loss(batch)
         self.log("val/loss", loss, batch_size=int(tokens), prog_bar=True)
-
-    def setup(self, stage: str) -> None:
-        check_strategy(self._trainer, self.hparams.quantization, self.hparams.lora)
 
     def configure_optimizers(self) -> dict:
         hp = self.hparams
