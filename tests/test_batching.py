@@ -1,5 +1,7 @@
 """Padding-free packing and length buckets give the padded path's rewards, hidden states and gradients."""
 
+import shutil
+
 import pytest
 import torch
 
@@ -54,10 +56,14 @@ def test_packed_training_step_matches_padded(tiny_llama, synthetic_jsonl):
     assert losses[0].item() == pytest.approx(losses[1].item(), abs=1e-6)
 
 
-def test_batching_is_stored_as_plain_data_and_compile_keeps_names(tiny_llama):
-    module = RewardModel(tiny_llama, batching=LengthBuckets(3), compile=True)
+@pytest.mark.skipif(not (shutil.which("gcc") or shutil.which("cc")), reason="torch.compile on CPU needs a C compiler")
+def test_batching_is_stored_as_plain_data_and_compile_keeps_names_and_scores(tiny_llama):
+    module = RewardModel(tiny_llama, batching=LengthBuckets(3), compile=True, score_init="normal")
     assert module.hparams.batching == {"class_path": "bsr_lightning.batching.LengthBuckets",
                                        "init_args": {"buckets": 3}}
     names = set(module.state_dict())
-    module.configure_model()
+    ids, mask = batch(module, [5, 17, 9], "left")
+    eager = module.score(ids, mask)
+    module.configure_model()  # torch.compile, in place
     assert set(module.state_dict()) == names
+    assert torch.allclose(module.score(ids, mask), eager, atol=1e-5)
