@@ -1,9 +1,10 @@
-"""The command line: LightningCLI's ``fit|validate|test|predict`` plus ``export``.
+"""The command line: LightningCLI's ``fit|validate|test|predict`` plus ``export``, ``evaluate``, ``plan`` and more.
 
 ``python -m bsr_lightning fit --config configs/quickstart.yaml`` trains; any init argument can be overridden, e.g.
 ``--model.regularizer.init_args.weight 1e-2`` or ``--trainer.max_steps 10``; ``--print_config`` prints a config that
 runs when fed back. ``python -m bsr_lightning export --ckpt_path X --output_dir Y`` writes a Hugging Face directory;
-``python -m bsr_lightning evaluate --model Y --data F --format pairs|multi|rmbench --output_dir D`` evaluates it.
+``python -m bsr_lightning evaluate --model Y --data F --format pairs|multi|rmbench --output_dir D`` evaluates it;
+``python -m bsr_lightning plan --config X`` prints parameter counts and memory per device without loading weights.
 """
 
 from __future__ import annotations
