@@ -9,9 +9,11 @@ does), Bradley-Terry loss without regularizer, AdamW at ``--lr`` with linear dec
 ``--batch_size`` pairs, one epoch, dropout off, fp32 on CPU, each side in its own process (so peak RSS is its own).
 bsr_lightning runs as configured for speed: batches grouped by length (``group_by_length: true``) and each batch
 cut into ``--buckets`` length buckets (``LengthBuckets``; MiniLM is an encoder, so padding-free ``Packed`` does not
-apply); TRL runs with its defaults (random batches padded to their longest sequence), except ``bf16=False``: TRL
-defaults to bf16 autocast, which would not be the same arithmetic. Held-out accuracy is computed by one shared
-function on each trained Hugging Face model. Timed: the training call only (``Trainer.fit`` / ``RewardTrainer.train``).
+apply); TRL runs with its defaults (random batches padded to their longest sequence), except ``bf16=False`` (TRL
+defaults to bf16 autocast, not the same arithmetic) and ``gradient_checkpointing=False`` (TRL defaults to recomputing
+activations in the backward pass, which costs time and saves memory; bsr_lightning does not recompute by
+default). Held-out accuracy is computed by one shared function on each trained Hugging Face model. Timed: the
+training call only (``Trainer.fit`` / ``RewardTrainer.train``).
 The last line of output is one JSON object: ``{"project": {...}, "trl": {...}, "ratio_pairs_per_s": x}``.
 TRL is not a dependency of this package: ``pip install trl`` (after torch) to run it.
 """
@@ -98,7 +100,8 @@ def run_trl(args, output_dir: str) -> dict:
                           learning_rate=args.lr, lr_scheduler_type="linear", warmup_steps=0,
                           max_length=args.max_length, report_to="none", save_strategy="no", eval_strategy="no",
                           logging_steps=50, use_cpu=True, seed=args.seed, dataloader_num_workers=0,
-                          disable_dropout=True, bf16=False)  # TRL defaults to bf16 autocast; fp32 here
+                          disable_dropout=True, bf16=False,  # TRL defaults to bf16 autocast; fp32 here
+                          gradient_checkpointing=False)  # TRL defaults to recomputing activations; neither side does
     trainer = RewardTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
                             processing_class=dm.tokenizer)
     start = time.perf_counter()
