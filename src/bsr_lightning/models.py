@@ -73,12 +73,18 @@ def disable_dropout(config) -> None:
             setattr(config, key, 0.0)
 
 
-def find_score_head(model: nn.Module) -> nn.Module:
-    """The module that maps the pooled hidden state to the reward (``score`` or ``classifier``)."""
+def score_head_name(model: nn.Module) -> str:
+    """The attribute name of the module that maps the pooled hidden state to the reward (``score`` or
+    ``classifier``)."""
     for name in HEAD_NAMES:
         if isinstance(getattr(model, name, None), nn.Module):
-            return getattr(model, name)
+            return name
     raise ValueError(f"{type(model).__name__} has no score head named one of {HEAD_NAMES}.")
+
+
+def find_score_head(model: nn.Module) -> nn.Module:
+    """The module that maps the pooled hidden state to the reward (``score`` or ``classifier``)."""
+    return getattr(model, score_head_name(model))
 
 
 def pooling_of(model: nn.Module) -> str:

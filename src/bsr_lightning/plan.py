@@ -27,6 +27,8 @@ import warnings
 import torch
 from jsonargparse import Namespace
 
+from bsr_lightning.models import HEAD_NAMES
+
 GIB = 2**30
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, None: 4}
 
@@ -36,7 +38,7 @@ def meta_backbone(init: Namespace, causal: bool):
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
     from bsr_lightning.adapters import apply_lora
-    from bsr_lightning.models import load_tokenizer, resolve_model_path
+    from bsr_lightning.models import load_tokenizer, resolve_model_path, score_head_name
 
     path = resolve_model_path(init.model_name_or_path)
     kwargs = {} if causal else {"num_labels": 1}
@@ -49,8 +51,8 @@ def meta_backbone(init: Namespace, causal: bool):
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     lora = init.get("lora")
     lora = lora.as_dict() if isinstance(lora, Namespace) else lora
-    head = [] if causal else [n for n in ("score", "classifier") if hasattr(model, n)]
-    return apply_lora(model, lora, modules_to_save=head or None), config
+    head = None if causal else [score_head_name(model)]
+    return apply_lora(model, lora, modules_to_save=head), config
 
 
 def weight_bytes(model, dtype_bytes: int, quantization: str | None) -> float:
@@ -59,7 +61,7 @@ def weight_bytes(model, dtype_bytes: int, quantization: str | None) -> float:
     quantized = set()
     if quantization is not None:
         for name, module in model.named_modules():
-            is_head = any(part in ("score", "classifier", "lm_head") for part in name.split("."))
+            is_head = any(part in (*HEAD_NAMES, "lm_head") for part in name.split("."))
             if isinstance(module, torch.nn.Linear) and not is_head and "lora_" not in name:
                 quantized.add(id(module.weight))
                 n = module.weight.numel()

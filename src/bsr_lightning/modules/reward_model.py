@@ -15,12 +15,12 @@ from bsr_lightning.guards import NonFiniteGuard, OnNonFinite
 from bsr_lightning.losses import BradleyTerry, PairwiseLoss
 from bsr_lightning.metrics import RewardMetrics, batch_summary
 from bsr_lightning.models import (
-    HEAD_NAMES,
     find_score_head,
     load_reward_backbone,
     load_tokenizer,
     pooling_of,
     position_ids_of,
+    score_head_name,
 )
 from bsr_lightning.optim import Schedule, build_optimizer
 from bsr_lightning.parallel import shard_fsdp2
@@ -95,8 +95,8 @@ class RewardModel(AdapterCheckpoints, L.LightningModule):
         self.tokenizer = load_tokenizer(model_name_or_path, chat_template, trust_remote_code)
         backbone = load_reward_backbone(model_name_or_path, self.tokenizer, dropout, score_init, torch_dtype,
                                         trust_remote_code, attn_implementation, quantization)
-        head = next(n for n in HEAD_NAMES if isinstance(getattr(backbone, n, None), torch.nn.Module))
-        self.backbone = apply_lora(backbone, lora, modules_to_save=[head], quantized=quantization is not None)
+        self.backbone = apply_lora(backbone, lora, modules_to_save=[score_head_name(backbone)],
+                                   quantized=quantization is not None)
         self.backbone.train()  # from_pretrained returns eval mode; Lightning switches modes per stage from here
         if gradient_checkpointing:
             self.backbone.gradient_checkpointing_enable()
