@@ -35,15 +35,15 @@ print(json.dumps({"seconds": time.perf_counter() - start, "accuracy": m["accurac
 def write_model(path: Path) -> str:
     import torch
 
-    from bsr_lightning import RewardModel
-    from bsr_lightning.export import export_module
+    from bsr_lightning import Backbone, RewardModel
+    from bsr_lightning.backbones.export import export_module
 
     torch.manual_seed(0)
-    return str(export_module(RewardModel("tiny:synthetic", score_init="normal"), path))
+    return str(export_module(RewardModel(Backbone("tiny:synthetic"), score_init="normal"), path))
 
 
 def write_pairs(path: Path, responses: int) -> str:
-    from bsr_lightning.data.synthetic import generate_preference_rows
+    from bsr_lightning.synthetic_task import generate_preference_rows
 
     rows = generate_preference_rows(1000, seed=0)
     with gzip.open(path, "wt") as f:

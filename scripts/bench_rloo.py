@@ -27,15 +27,16 @@ PROMPTS_PER_STEP, K, MAX_NEW, BETA, LR = 8, 4, 48, 0.05, 1e-7
 
 
 def prompts() -> list[list[dict]]:
-    from bsr_lightning.data.synthetic import PROMPTS, TOPICS
+    from bsr_lightning.synthetic_task import all_prompts
 
-    return [[{"role": "user", "content": p.format(t=t)}] for t in TOPICS for p in PROMPTS]
+    return [[{"role": "user", "content": p}] for p in all_prompts()]
 
 
 def write_tiny_reward(path: Path) -> str:
     from transformers import AutoModelForSequenceClassification
 
-    from bsr_lightning.models import load_tokenizer, resolve_model_path
+    from bsr_lightning.backbones.names import resolve_model_path
+    from bsr_lightning.backbones.tokenizers import load_tokenizer
 
     source = resolve_model_path("tiny:synthetic")
     AutoModelForSequenceClassification.from_pretrained(source, num_labels=1).save_pretrained(path)
@@ -46,8 +47,9 @@ def write_tiny_reward(path: Path) -> str:
 def run_project(policy: str, reward: str, steps: int) -> dict:
     import lightning as L
 
-    from bsr_lightning import RLOOPolicy, SyntheticPromptDataModule
-    from bsr_lightning.rl import SequenceKL
+    from bsr_lightning import Backbone, Optimization, RLOOPolicy, Sampling, SyntheticPromptDataModule
+    from bsr_lightning.rloo.kl import SequenceKL
+    from bsr_lightning.rloo.rewards import ModelReward
 
     class Clock(L.Callback):
         def __init__(self) -> None:
@@ -59,8 +61,9 @@ def run_project(policy: str, reward: str, steps: int) -> dict:
             self.lengths.append(float(trainer.callback_metrics["train/response_length"]))
 
     L.seed_everything(0)
-    module = RLOOPolicy(policy, reward, k=K, max_new_tokens=MAX_NEW, lr=LR, kl=SequenceKL(BETA),
-                        samples_every_n_steps=0)
+    module = RLOOPolicy(Backbone(policy), ModelReward(reward), sampling=Sampling(k=K, max_new_tokens=MAX_NEW),
+                        optimization=Optimization(lr=LR, schedule="constant", max_grad_norm=1.0),
+                        kl=SequenceKL(BETA), samples_every_n_steps=0)
     clock = Clock()
     trainer = L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, callbacks=[clock],
@@ -127,7 +130,7 @@ def main() -> None:
     parser.add_argument("--side", choices=["both", "project", "trl"], default="both")
     parser.add_argument("--output", default=None, help="also write the JSON here")
     args = parser.parse_args()
-    from bsr_lightning.models import resolve_model_path
+    from bsr_lightning.backbones.names import resolve_model_path
 
     policy = resolve_model_path(args.policy)
     with tempfile.TemporaryDirectory() as tmp:

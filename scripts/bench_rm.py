@@ -68,13 +68,13 @@ def real_tokens(dm) -> int:
 def run_project(args) -> dict:
     import lightning as L
 
-    from bsr_lightning import RewardModel
-    from bsr_lightning.batching import LengthBuckets
+    from bsr_lightning import Backbone, Optimization, RewardModel
+    from bsr_lightning.reward.forward import LengthBuckets
 
     L.seed_everything(args.seed)
     dm = datamodule(args)
-    module = RewardModel(MODEL, lr=args.lr, warmup_ratio=0.0, lr_schedule="linear",
-                         batching=LengthBuckets(args.buckets))
+    module = RewardModel(Backbone(MODEL), optimization=Optimization(lr=args.lr, warmup_ratio=0.0, schedule="linear"),
+                         forward_mode=LengthBuckets(args.buckets))
     trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=1, limit_val_batches=0, num_sanity_val_steps=0,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False)
@@ -90,7 +90,7 @@ def run_trl(args, output_dir: str) -> dict:
     from transformers import AutoModelForSequenceClassification
     from trl import RewardConfig, RewardTrainer
 
-    from bsr_lightning.models import resolve_model_path
+    from bsr_lightning.backbones.names import resolve_model_path
 
     torch.manual_seed(args.seed)
     dm = datamodule(args)

@@ -9,7 +9,7 @@ DATA=../shared/data/hh_rlhf_harmless_base_test.jsonl.gz
 for reg in NoRegularizer BatchSumToZero; do
   root=artifacts/hh_rlhf_minilm/$reg
   $PY -m bsr_lightning fit --config configs/reward/hh_rlhf_minilm.yaml --data.path "$DATA" \
-    --model.regularizer "bsr_lightning.regularizers.$reg" --trainer.default_root_dir "$root" \
+    --model.regularizer "bsr_lightning.reward.regularizers.$reg" --trainer.default_root_dir "$root" \
     --trainer.enable_progress_bar false "$@"
   $PY - "$root" <<'PY'
 import csv, glob, sys

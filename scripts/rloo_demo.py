@@ -48,15 +48,15 @@ def train(out: Path, steps: int, overrides: list[str], rloo_overrides: list[str]
     run(["fit", "--config", str(CONFIGS / "sft/synthetic_tiny.yaml"), "--trainer.default_root_dir", str(out / "sft"),
          "--trainer.callbacks.output_dir", str(out / "sft_policy"), *overrides])
     results = {}
-    for name, regularizer in (("bt", "bsr_lightning.regularizers.NoRegularizer"),
-                              ("bsr", "bsr_lightning.regularizers.BatchSumToZero")):
+    for name, regularizer in (("bt", "bsr_lightning.reward.regularizers.NoRegularizer"),
+                              ("bsr", "bsr_lightning.reward.regularizers.BatchSumToZero")):
         rm_dir = out / f"reward_{name}"
         run(["fit", "--config", str(CONFIGS / "reward/synthetic_tiny.yaml"), "--model.regularizer", regularizer,
              "--trainer.default_root_dir", str(rm_dir), "--trainer.callbacks.output_dir", str(rm_dir / "reward_model"),
              *overrides])
         rloo_dir = out / f"rloo_{name}"
-        common = ["--config", str(CONFIGS / "rloo/synthetic_tiny.yaml"), "--model.model_name_or_path",
-                  str(out / "sft_policy"), "--model.reward_model", str(rm_dir / "reward_model"), *rloo_overrides]
+        common = ["--config", str(CONFIGS / "rloo/synthetic_tiny.yaml"), "--model.backbone.name",
+                  str(out / "sft_policy"), "--model.reward.path", str(rm_dir / "reward_model"), *rloo_overrides]
         run(["validate", *common, "--trainer.default_root_dir", str(out / f"start_{name}")])
         start = val_point(last_metrics(out / f"start_{name}"))
         run(["fit", *common, "--trainer.default_root_dir", str(rloo_dir), "--trainer.max_steps", str(steps),

@@ -23,7 +23,7 @@ from transformers import (  # noqa: E402
     PreTrainedTokenizerFast,
 )
 
-from bsr_lightning.data.synthetic import generate_preference_rows  # noqa: E402
+from bsr_lightning.synthetic_task import generate_preference_rows  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 HH_DATA = REPO.parent / "shared" / "data" / "hh_rlhf_harmless_base_test.jsonl.gz"

@@ -5,9 +5,9 @@ import shutil
 import pytest
 import torch
 
-from bsr_lightning import RewardModel
-from bsr_lightning.batching import LengthBuckets, Packed, Padded
+from bsr_lightning import Backbone, RewardModel
 from bsr_lightning.data.collate import pad_sequences
+from bsr_lightning.reward.forward import LengthBuckets, Packed, Padded
 
 
 def batch(model, lengths, side):
@@ -19,8 +19,8 @@ def batch(model, lengths, side):
 @pytest.mark.parametrize("batching", [Packed(), LengthBuckets(2), LengthBuckets(8)], ids=repr)
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_decoder_batchings_equal_padded(tiny_llama, batching, side):
-    padded = RewardModel(tiny_llama, score_init="normal")
-    other = RewardModel(tiny_llama, batching=batching)
+    padded = RewardModel(Backbone(tiny_llama), score_init="normal")
+    other = RewardModel(Backbone(tiny_llama), forward_mode=batching)
     other.load_state_dict(padded.state_dict())
     ids, mask = batch(padded, [5, 17, 9, 30, 2, 12], side)
     r1, h1 = padded(ids, mask)
@@ -33,13 +33,13 @@ def test_decoder_batchings_equal_padded(tiny_llama, batching, side):
 
 
 def test_encoder_buckets_equal_padded_and_packing_is_refused(tiny_bert):
-    padded = RewardModel(tiny_bert, score_init="normal")
-    buckets = RewardModel(tiny_bert, batching=LengthBuckets(3))
+    padded = RewardModel(Backbone(tiny_bert), score_init="normal")
+    buckets = RewardModel(Backbone(tiny_bert), forward_mode=LengthBuckets(3))
     buckets.load_state_dict(padded.state_dict())
     ids, mask = batch(padded, [5, 17, 9, 30, 2, 12], "right")
     assert torch.allclose(padded.score(ids, mask), buckets.score(ids, mask), atol=1e-5)
-    with pytest.raises(ValueError, match="Packed batching needs a decoder.*LengthBuckets for encoders"):
-        RewardModel(tiny_bert, batching=Packed())
+    with pytest.raises(ValueError, match="Packed forward needs a decoder.*LengthBuckets for encoders"):
+        RewardModel(Backbone(tiny_bert), forward_mode=Packed())
 
 
 def test_packed_training_step_matches_padded(tiny_llama, synthetic_jsonl):
@@ -51,15 +51,15 @@ def test_packed_training_step_matches_padded(tiny_llama, synthetic_jsonl):
     losses = []
     for batching in (Padded(), Packed()):
         torch.manual_seed(0)
-        module = RewardModel(tiny_llama, batching=batching, score_init="normal")
+        module = RewardModel(Backbone(tiny_llama), forward_mode=batching, score_init="normal")
         losses.append(module.pair_step(pairs)["loss"])
     assert losses[0].item() == pytest.approx(losses[1].item(), abs=1e-6)
 
 
 @pytest.mark.skipif(not (shutil.which("gcc") or shutil.which("cc")), reason="torch.compile on CPU needs a C compiler")
-def test_batching_is_stored_as_plain_data_and_compile_keeps_names_and_scores(tiny_llama):
-    module = RewardModel(tiny_llama, batching=LengthBuckets(3), compile=True, score_init="normal")
-    assert module.hparams.batching == {"class_path": "bsr_lightning.batching.LengthBuckets",
+def test_forward_mode_is_stored_as_plain_data_and_compile_keeps_names_and_scores(tiny_llama):
+    module = RewardModel(Backbone(tiny_llama), forward_mode=LengthBuckets(3), compile=True, score_init="normal")
+    assert module.hparams.forward_mode == {"class_path": "bsr_lightning.reward.forward.LengthBuckets",
                                        "init_args": {"buckets": 3}}
     names = set(module.state_dict())
     ids, mask = batch(module, [5, 17, 9], "left")

@@ -12,13 +12,13 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from bsr_lightning.cli import cli_main
 from bsr_lightning.data.collate import pad_sequences
-from bsr_lightning.export import load_module_from_checkpoint
+from bsr_lightning.training.checkpoints import load_module_from_checkpoint
 from conftest import write_jsonl
 
 
 def fit_args(model_path: str, data_path: str, root: Path, *extra: str) -> list[str]:
-    return ["fit", "--model", "bsr_lightning.RewardModel", "--model.model_name_or_path", model_path,
-            "--model.lr", "1e-3", "--data", "bsr_lightning.PreferenceDataModule", "--data.path", data_path,
+    return ["fit", "--model", "bsr_lightning.RewardModel", "--model.backbone.name", model_path,
+            "--model.optimization.lr", "1e-3", "--data", "bsr_lightning.PreferenceDataModule", "--data.path", data_path,
             "--data.batch_size", "4", "--data.val_fraction", "0.25", "--data.max_length", "128",
             "--trainer.max_steps", "3", "--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(root),
             "--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "1", *extra]
@@ -30,7 +30,8 @@ def checkpoint_of(root: Path) -> Path:
 
 def test_fit_export_reload_scores_equal(tiny_llama, synthetic_jsonl, tmp_path):
     cli_main(fit_args(tiny_llama, synthetic_jsonl, tmp_path, "--model.regularizer",
-                      "bsr_lightning.regularizers.BatchSumToZero", "--model.regularizer.init_args.weight", "1e-2"))
+                      "bsr_lightning.reward.regularizers.BatchSumToZero",
+                      "--model.regularizer.init_args.weight", "1e-2"))
     ckpt = checkpoint_of(tmp_path)
     out = tmp_path / "export"
     cli_main(["export", "--ckpt_path", str(ckpt), "--output_dir", str(out)])
@@ -69,7 +70,7 @@ def test_metrics_are_logged_to_csv(tiny_bert, synthetic_jsonl, tmp_path):
 def test_user_regularizer_subclass_selected_from_cli(tiny_llama, synthetic_jsonl, tmp_path, monkeypatch):
     (tmp_path / "my_regs.py").write_text(textwrap.dedent("""
         import torch
-        from bsr_lightning.regularizers import Regularizer
+        from bsr_lightning.reward.regularizers import Regularizer
 
         CALLS = []
 
@@ -91,10 +92,11 @@ def test_user_regularizer_subclass_selected_from_cli(tiny_llama, synthetic_jsonl
 
 def test_print_config_round_trips(tiny_bert, synthetic_jsonl, tmp_path):
     env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
-    args = fit_args(tiny_bert, synthetic_jsonl, tmp_path, "--model.regularizer", "bsr_lightning.regularizers.LogitNorm")
+    args = fit_args(tiny_bert, synthetic_jsonl, tmp_path, "--model.regularizer",
+                    "bsr_lightning.reward.regularizers.LogitNorm")
     printed = subprocess.run([sys.executable, "-m", "bsr_lightning", *args, "--print_config"], capture_output=True,
                              text=True, check=True, env=env).stdout
-    assert "class_path: bsr_lightning.regularizers.LogitNorm" in printed
+    assert "class_path: bsr_lightning.reward.regularizers.LogitNorm" in printed
     config = tmp_path / "printed.yaml"
     config.write_text(printed)
     cli = cli_main(["fit", "--config", str(config), "--trainer.max_steps", "1"])

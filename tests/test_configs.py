@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bsr_lightning.cli import BSRLightningCLI
 from conftest import REPO
@@ -25,13 +26,13 @@ def test_config_parses(path: Path):
     assert first.startswith("# python -m bsr_lightning ") and f"--config {rel}" in first
     text = path.read_text()
     # hub-sized backbones and the demo's SFT export: parse with the tiny model, keep every other value
-    name = text.split("model_name_or_path:")[1].splitlines()[0].strip()
-    policy = [] if name.startswith(("pkg:", "tiny:")) else ["--model.init_args.model_name_or_path", "tiny:synthetic"]
+    name = yaml.safe_load(text)["model"]["init_args"]["backbone"]["name"]
+    policy = [] if name.startswith(("pkg:", "tiny:")) else ["--model.init_args.backbone.name", "tiny:synthetic"]
     cli = BSRLightningCLI(args=["--config", str(path), *CPU, *policy], run=False)  # run=False: no subcommand
     config = cli.config
     assert config.model.class_path.startswith("bsr_lightning.")
     if "skywork" in rel:
-        assert config.model.init_args.lr == 2e-6 and config.data.init_args.max_length == 2048
+        assert config.model.init_args.optimization.lr == 2e-6 and config.data.init_args.max_length == 2048
         assert config.model.init_args.regularizer.init_args.weight == 1e-3
         assert type(cli.model.regularizer).__name__ == "BatchSumToZero"
 
@@ -39,11 +40,10 @@ def test_config_parses(path: Path):
 @pytest.mark.parametrize("path", [p for p in CONFIGS if "strategy:\n" in p.read_text()], ids=lambda p: p.name)
 def test_config_strategy_builds(path: Path):
     """The strategy blocks run on GPUs only; build them here from the YAML's values."""
-    import yaml
     from torch.distributed.fsdp.wrap import ModuleWrapPolicy
     from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
-    from bsr_lightning.specs import import_class
+    from bsr_lightning.class_paths import import_class
 
     spec = yaml.safe_load(path.read_text())["trainer"]["strategy"]
     strategy = import_class(spec["class_path"])(**spec.get("init_args", {}))

@@ -4,11 +4,11 @@ import logging
 
 import pytest
 
+from bsr_lightning.backbones.tokenizers import load_tokenizer
 from bsr_lightning.data.encoding import PairEncoder, render
 from bsr_lightning.data.formats import RowError, parse_hh, row_to_pair
 from bsr_lightning.data.loading import iter_raw_rows
 from bsr_lightning.data.preference import PreferenceDataModule, collect_pairs
-from bsr_lightning.models import load_tokenizer
 from conftest import HH_DATA, write_jsonl
 
 HH_CHOSEN = "\n\nHuman: Hi there\n\nAssistant: Hello! How can I help?"

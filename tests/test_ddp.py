@@ -15,20 +15,21 @@ WEIGHT = 0.1
 
 
 def run_two_processes(model: str, root, strategy: list[str]):
-    from bsr_lightning.data.synthetic import generate_preference_rows
+    from bsr_lightning.synthetic_task import generate_preference_rows
     from conftest import write_jsonl
 
     data = write_jsonl(root / "prefs.jsonl", generate_preference_rows(40, seed=3))
     args = [sys.executable, "-m", "bsr_lightning", "fit", "--model", "bsr_lightning.RewardModel",
-            "--model.model_name_or_path", model, "--model.lr", "1e-3", "--model.regularizer",
-            "bsr_lightning.regularizers.BatchSumToZero", "--model.regularizer.weight", str(WEIGHT),
+            "--model.backbone.name", model, "--model.optimization.lr", "1e-3", "--model.regularizer",
+            "bsr_lightning.reward.regularizers.BatchSumToZero", "--model.regularizer.weight", str(WEIGHT),
             "--model.regularizer.scope", "global", "--data", "bsr_lightning.PreferenceDataModule",
             "--data.path", data, "--data.batch_size", "4", "--data.val_fraction", "0.2", "--data.max_length", "128",
             "--trainer.accelerator", "cpu", *strategy, "--trainer.devices", "2",
             "--trainer.max_epochs", "2", "--trainer.default_root_dir", str(root), "--trainer.logger", "false",
             "--trainer.enable_progress_bar", "false",
             "--seed_everything", "0", "--trainer.callbacks+=ddp_helpers.RecordRank",
-            "--trainer.callbacks.out_dir", str(root), "--trainer.callbacks+=bsr_lightning.callbacks.ExportOnFitEnd",
+            "--trainer.callbacks.out_dir", str(root),
+            "--trainer.callbacks+=bsr_lightning.training.callbacks.ExportOnFitEnd",
             "--trainer.callbacks.output_dir", str(root / "export"),
             "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
             "--trainer.callbacks.dirpath", str(root / "ckpt"), "--trainer.callbacks.save_last", "true"]

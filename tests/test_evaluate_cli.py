@@ -5,15 +5,16 @@ import json
 import numpy as np
 import pytest
 
-from bsr_lightning import RewardModel
+from bsr_lightning import Backbone, RewardModel
+from bsr_lightning.backbones.export import export_module
 from bsr_lightning.cli import cli_main
-from bsr_lightning.export import export_module
 from conftest import write_jsonl
 
 
 @pytest.fixture(scope="module")
 def exported(tiny_llama, tmp_path_factory) -> str:
-    return str(export_module(RewardModel(tiny_llama, score_init="normal"), tmp_path_factory.mktemp("rm") / "export"))
+    module = RewardModel(Backbone(tiny_llama), score_init="normal")
+    return str(export_module(module, tmp_path_factory.mktemp("rm") / "export"))
 
 
 def run(exported, data, fmt, out, *extra):
@@ -76,7 +77,7 @@ def test_effective_rank_by_hand():
 
 
 def test_diagnose_overlays_two_models_into_pngs(exported, tiny_llama, tmp_path, synthetic_jsonl):
-    other = str(export_module(RewardModel(tiny_llama), tmp_path / "other"))
+    other = str(export_module(RewardModel(Backbone(tiny_llama)), tmp_path / "other"))
     out = tmp_path / "diag"
     summary = cli_main(["diagnose", "--models", f"[{exported}, {other}]", "--labels", "[BT, BSR]", "--data",
                         synthetic_jsonl, "--output_dir", str(out), "--max_pairs", "20"])

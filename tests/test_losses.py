@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from bsr_lightning.losses import BradleyTerry, BradleyTerryDR, BradleyTerryMargin, Hinge
+from bsr_lightning.reward.losses import BradleyTerry, BradleyTerryDR, BradleyTerryMargin, Hinge
 
 C = torch.tensor([1.0, 0.0])
 R = torch.tensor([0.0, 0.0])

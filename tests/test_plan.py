@@ -2,9 +2,10 @@
 
 import pytest
 
-from bsr_lightning import RewardModel, RLOOPolicy
+from bsr_lightning import Backbone, LoRA, RewardModel, RLOOPolicy
 from bsr_lightning.cli import cli_main
 from bsr_lightning.plan import GIB
+from bsr_lightning.rloo.rewards import FunctionReward
 from conftest import REPO
 
 TINY_RM = str(REPO / "configs/reward/synthetic_tiny.yaml")
@@ -15,7 +16,7 @@ def plan(*args):
 
 
 def test_parameter_count_matches_the_built_module():
-    module = RewardModel("tiny:synthetic", score_init="normal")
+    module = RewardModel(Backbone("tiny:synthetic"), score_init="normal")
     measured = sum(p.numel() for p in module.parameters())
     got = plan()
     assert got["parameters"] == measured and got["trainable_parameters"] == measured
@@ -25,13 +26,14 @@ def test_parameter_count_matches_the_built_module():
 
 
 def test_lora_trainable_count_matches_and_fsdp_divides_by_devices():
-    module = RewardModel("tiny:synthetic", lora={"r": 4, "alpha": 8})
+    module = RewardModel(Backbone("tiny:synthetic", lora=LoRA(r=4, alpha=8)))
     trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
-    got = plan("--model.init_args.lora.r", "4", "--model.init_args.lora.alpha", "8")
+    got = plan("--model.init_args.backbone.lora.r", "4", "--model.init_args.backbone.lora.alpha", "8")
     assert got["trainable_parameters"] == trainable < got["parameters"]
 
     single = plan()
-    sharded = plan("--trainer.devices", "4", "--trainer.strategy", "bsr_lightning.parallel.DecoderFSDPStrategy",
+    sharded = plan("--trainer.devices", "4",
+                   "--trainer.strategy", "bsr_lightning.backbones.sharding.DecoderFSDPStrategy",
                    "--trainer.strategy.layer_classes", "[transformers.models.llama.modeling_llama.LlamaDecoderLayer]")
     for part in ("weights", "gradients", "optimizer_states"):
         assert sharded["gib_per_device"][part] == pytest.approx(single["gib_per_device"][part] / 4)
@@ -39,12 +41,13 @@ def test_lora_trainable_count_matches_and_fsdp_divides_by_devices():
 
 
 def test_nf4_shrinks_the_decoder_weights_and_rloo_counts_the_policy():
-    full, nf4 = plan("--model.init_args.lora.r", "4"), plan("--model.init_args.lora.r", "4",
-                                                            "--model.init_args.quantization", "nf4")
+    full, nf4 = plan("--model.init_args.backbone.lora.r", "4"), plan("--model.init_args.backbone.lora.r", "4",
+                                                            "--model.init_args.backbone.quantization", "nf4")
     assert nf4["gib_per_device"]["weights"] < full["gib_per_device"]["weights"]
-    policy = RLOOPolicy("tiny:synthetic", "reward_fns:length_words")
+    policy = RLOOPolicy(Backbone("tiny:synthetic"), FunctionReward("reward_fns:length_words"))
     got = cli_main(["plan", "--config", str(REPO / "configs/rloo/synthetic_tiny.yaml"),
-                    "--model.init_args.model_name_or_path", "tiny:synthetic",
-                    "--model.init_args.reward_model", "reward_fns:length_words"])
+                    "--model.init_args.backbone.name", "tiny:synthetic",
+                    "--model.init_args.reward", "bsr_lightning.rloo.rewards.FunctionReward",
+                    "--model.init_args.reward.import_path", "reward_fns:length_words"])
     assert got["parameters"] == sum(p.numel() for p in policy.parameters())
     assert got["gib_per_device"]["kv_cache"] > 0 and got["notes"]  # the function reward is named as uncounted

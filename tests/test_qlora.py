@@ -6,16 +6,18 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from bsr_lightning import RewardModel, RLOOPolicy, SyntheticPromptDataModule
+from bsr_lightning import Backbone, LoRA, Optimization, RewardModel, RLOOPolicy, Sampling, SyntheticPromptDataModule
+from bsr_lightning.backbones.loading import position_ids_of
 from bsr_lightning.cli import cli_main
-from bsr_lightning.export import load_module_from_checkpoint
-from bsr_lightning.models import position_ids_of
+from bsr_lightning.rloo.rewards import FunctionReward
+from bsr_lightning.training.checkpoints import load_module_from_checkpoint
 
 
 def fit_cli(data, root, quantization):
-    cli_main(["fit", "--model", "bsr_lightning.RewardModel", "--model.model_name_or_path", "tiny:synthetic",
-              "--model.lr", "1e-2", "--model.score_init", "normal", "--model.lora.r", "4", "--model.lora.alpha", "8",
-              "--model.quantization", quantization, "--data", "bsr_lightning.PreferenceDataModule",
+    cli_main(["fit", "--model", "bsr_lightning.RewardModel", "--model.backbone.name", "tiny:synthetic",
+              "--model.optimization.lr", "1e-2", "--model.score_init", "normal", "--model.backbone.lora.r", "4",
+              "--model.backbone.lora.alpha", "8",
+              "--model.backbone.quantization", quantization, "--data", "bsr_lightning.PreferenceDataModule",
               "--data.path", data, "--data.batch_size", "8", "--data.val_fraction", "0.25", "--data.max_length", "128",
               "--trainer.max_steps", "4", "--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(root),
               "--trainer.enable_progress_bar", "false", "--trainer.logger", "false", "--seed_everything", "0",
@@ -28,7 +30,8 @@ def fit_cli(data, root, quantization):
 def test_qlora_reward_model_trains_exports_and_scores_equal(synthetic_jsonl, tmp_path, quantization, rtol):
     # tiny:synthetic (hidden 64): bitsandbytes' CPU inference kernels need dimensions of at least 64
     torch.manual_seed(0)
-    base = RewardModel("tiny:synthetic", lora={"r": 4, "alpha": 8}, quantization=quantization, score_init="normal")
+    base = RewardModel(Backbone("tiny:synthetic", lora=LoRA(r=4, alpha=8), quantization=quantization),
+                       score_init="normal")
     ckpt = fit_cli(synthetic_jsonl, tmp_path, quantization)
     stored = torch.load(ckpt, weights_only=True)["state_dict"]
     assert stored and all("lora_" in k or ".score." in k for k in stored)  # only adapters and the score head
@@ -62,15 +65,16 @@ def test_qlora_reward_model_trains_exports_and_scores_equal(synthetic_jsonl, tmp
 
 def test_quantization_without_lora_is_refused(tiny_llama):
     with pytest.raises(ValueError, match="needs LoRA adapters"):
-        RewardModel(tiny_llama, quantization="nf4")
+        Backbone(tiny_llama, quantization="nf4")
     with pytest.raises(ValueError, match="quantization must be"):
-        RewardModel(tiny_llama, lora={"r": 4}, quantization="fp8")
+        Backbone(tiny_llama, lora=LoRA(r=4), quantization="fp8")
 
 
 def test_qlora_policy_trains_adapters_only(tmp_path):
     L.seed_everything(0)
-    policy = RLOOPolicy("tiny:synthetic", "reward_fns:length_words", k=2, max_new_tokens=6, lr=1e-2,
-                        lora={"r": 4, "alpha": 8}, quantization="nf4")
+    policy = RLOOPolicy(Backbone("tiny:synthetic", lora=LoRA(r=4, alpha=8), quantization="nf4"),
+                        FunctionReward("reward_fns:length_words"), sampling=Sampling(k=2, max_new_tokens=6),
+                        optimization=Optimization(lr=1e-2, schedule="constant", max_grad_norm=1.0))
     before = {n: p.detach().clone() for n, p in policy.named_parameters() if p.requires_grad}
     trainer = L.Trainer(max_steps=2, default_root_dir=tmp_path, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
@@ -86,7 +90,7 @@ def test_sharding_with_quantization_or_lora_is_refused_at_start(tmp_path, synthe
     from lightning.pytorch.strategies import DDPStrategy, ModelParallelStrategy
 
     from bsr_lightning import PreferenceDataModule
-    from bsr_lightning.parallel import DecoderFSDPStrategy, check_strategy
+    from bsr_lightning.backbones.sharding import DecoderFSDPStrategy, check_strategy
 
     fsdp = DecoderFSDPStrategy(["transformers.models.llama.modeling_llama.LlamaDecoderLayer"])
     with pytest.raises(ValueError, match="cannot be combined with DecoderFSDPStrategy.*Use DDP"):
@@ -95,7 +99,7 @@ def test_sharding_with_quantization_or_lora_is_refused_at_start(tmp_path, synthe
         check_strategy(ModelParallelStrategy(), None, {"r": 4})
     check_strategy(DDPStrategy(), "nf4", {"r": 4})  # QLoRA under DDP is supported
 
-    module = RewardModel("tiny:synthetic", lora={"r": 4}, quantization="nf4")
+    module = RewardModel(Backbone("tiny:synthetic", lora=LoRA(r=4), quantization="nf4"))
     trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=1, logger=False, enable_checkpointing=False,
                         strategy=ModelParallelStrategy(data_parallel_size=1, tensor_parallel_size=1),
                         default_root_dir=tmp_path)

@@ -10,21 +10,24 @@ from pathlib import Path
 import pytest
 import torch
 
-from bsr_lightning.checkpointing import AtomicCheckpointIO
+from bsr_lightning.training.checkpointing import AtomicCheckpointIO
 from conftest import REPO
 
 
 def fit(model: str, data: str, root: Path, *extra: str) -> subprocess.CompletedProcess:
-    return run_fit(root, "--model", "bsr_lightning.RewardModel", "--model.model_name_or_path", model,
-                   "--model.lr", "1e-3", "--data", "bsr_lightning.PreferenceDataModule", "--data.path", data,
+    return run_fit(root, "--model", "bsr_lightning.RewardModel", "--model.backbone.name", model,
+                   "--model.optimization.lr", "1e-3", "--data", "bsr_lightning.PreferenceDataModule",
+                   "--data.path", data,
                    "--data.batch_size", "4", "--data.val_fraction", "0.25", "--data.max_length", "128",
                    "--trainer.max_epochs", "2", *extra)
 
 
 def fit_rloo(root: Path, *extra: str) -> subprocess.CompletedProcess:
-    return run_fit(root, "--model", "bsr_lightning.RLOOPolicy", "--model.model_name_or_path", "tiny:synthetic",
-                   "--model.reward_model", "reward_fns:length_words", "--model.k", "2", "--model.max_new_tokens", "8",
-                   "--model.lr", "1e-3", "--data", "bsr_lightning.SyntheticPromptDataModule",
+    return run_fit(root, "--model", "bsr_lightning.RLOOPolicy", "--model.backbone.name", "tiny:synthetic",
+                   "--model.reward", "bsr_lightning.rloo.rewards.FunctionReward",
+                   "--model.reward.import_path", "reward_fns:length_words", "--model.sampling.k", "2",
+                   "--model.sampling.max_new_tokens", "8",
+                   "--model.optimization.lr", "1e-3", "--data", "bsr_lightning.SyntheticPromptDataModule",
                    "--data.batch_size", "4", "--data.num_val_prompts", "4", "--trainer.max_steps", "6",
                    "--trainer.val_check_interval", "2", "--trainer.check_val_every_n_epoch", "null", *extra)
 
@@ -58,7 +61,7 @@ def final_val(root: Path) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def reference(tiny_llama, tmp_path_factory):
-    from bsr_lightning.data.synthetic import generate_preference_rows
+    from bsr_lightning.synthetic_task import generate_preference_rows
     from conftest import write_jsonl
 
     root = tmp_path_factory.mktemp("uninterrupted")

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from bsr_lightning import RewardModel
+from bsr_lightning import Backbone, RewardModel
 from bsr_lightning.data.collate import pad_sequences
-from bsr_lightning.regularizers import BatchSumToZero
+from bsr_lightning.reward.regularizers import BatchSumToZero
 
 TEXTS = ["hello world", "How do I get started with chess? Start with small steps.", "a",
          "Practice a little every day. Keep notes on your progress. Find a friend to learn with."]
@@ -20,7 +20,7 @@ def one_by_one(model, seqs) -> torch.Tensor:
 
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_decoder_padded_scores_equal_unpadded(tiny_llama, side):
-    model = RewardModel(tiny_llama, score_init="normal").eval()
+    model = RewardModel(Backbone(tiny_llama), score_init="normal").eval()
     seqs = encode(model, TEXTS)
     assert seqs[0][-1] == model.tokenizer.eos_token_id  # the token scored is EOS, which the old pad equalled
     ids, mask = pad_sequences(seqs, model.tokenizer.pad_token_id, side)
@@ -28,7 +28,7 @@ def test_decoder_padded_scores_equal_unpadded(tiny_llama, side):
 
 
 def test_encoder_padded_scores_equal_unpadded(tiny_bert):
-    model = RewardModel(tiny_bert).eval()
+    model = RewardModel(Backbone(tiny_bert)).eval()
     assert model.tokenizer.padding_side == "right" and model.pooling == "first"
     seqs = encode(model, TEXTS)
     ids, mask = pad_sequences(seqs, model.tokenizer.pad_token_id, "right")
@@ -36,7 +36,7 @@ def test_encoder_padded_scores_equal_unpadded(tiny_bert):
 
 
 def test_hidden_state_is_the_head_input(tiny_llama):
-    model = RewardModel(tiny_llama).eval()
+    model = RewardModel(Backbone(tiny_llama)).eval()
     seqs = encode(model, TEXTS[:2])
     ids, mask = pad_sequences(seqs, model.tokenizer.pad_token_id, "right")
     with torch.no_grad():
@@ -47,7 +47,7 @@ def test_hidden_state_is_the_head_input(tiny_llama):
 
 
 def test_dropout_is_off_and_score_init_normal(tiny_bert):
-    model = RewardModel(tiny_bert, score_init="normal")
+    model = RewardModel(Backbone(tiny_bert), score_init="normal")
     assert model.backbone.config.hidden_dropout_prob == 0.0
     assert model.backbone.training
     weight = model.backbone.classifier.weight
@@ -56,7 +56,7 @@ def test_dropout_is_off_and_score_init_normal(tiny_bert):
 
 
 def test_pair_step_loss_is_bt_plus_penalty(tiny_llama):
-    model = RewardModel(tiny_llama, regularizer=BatchSumToZero(weight=0.5)).eval()
+    model = RewardModel(Backbone(tiny_llama), regularizer=BatchSumToZero(weight=0.5)).eval()
     seqs = encode(model, TEXTS)
     ids, mask = pad_sequences(seqs, model.tokenizer.pad_token_id, "right")
     out = model.pair_step({"input_ids": ids, "attention_mask": mask})

@@ -5,17 +5,11 @@ import math
 import pytest
 import torch
 
-from bsr_lightning.regularizers import BatchSumToZero, LogitNorm
-from bsr_lightning.rl import (
-    SequenceKL,
-    TokenKL,
-    clipped_surrogate,
-    leave_one_out_advantages,
-    masked_mean,
-    sequence_kl,
-    whiten,
-)
-from bsr_lightning.rollout import response_mask_of
+from bsr_lightning.rloo.advantages import leave_one_out_advantages
+from bsr_lightning.rloo.generation import response_mask_of
+from bsr_lightning.rloo.kl import SequenceKL, TokenKL, sequence_kl
+from bsr_lightning.rloo.loss import clipped_surrogate, masked_mean
+from bsr_lightning.rloo.shapers import Center, Clip, MissingEOSPenalty, RMSNormalize, Whiten
 
 
 def test_leave_one_out_advantages_by_hand():
@@ -36,15 +30,34 @@ def test_loo_baselines_sum_to_zero_per_group_and_ignore_shifts():
     assert torch.allclose(leave_one_out_advantages(rewards + 7.5, 5), advantages, atol=1e-5)
 
 
+EOS = torch.tensor([True, True, True, True, True, True])
+
+
+def test_reward_shapers_by_hand():
+    assert Center().scores(torch.tensor([1.0, 2.0, 6.0]), EOS[:3]).tolist() == [-2.0, -1.0, 3.0]
+    assert RMSNormalize(eps=0.0).scores(torch.tensor([3.0, -4.0, 0.0, 0.0]), EOS[:4]).tolist() == pytest.approx(
+        [1.2, -1.6, 0.0, 0.0])  # rms = 2.5
+    assert Clip(2.0).scores(torch.tensor([-3.0, 1.5, 9.0]), EOS[:3]).tolist() == [-2.0, 1.5, 2.0]
+    has_eos = torch.tensor([True, False, True])
+    assert MissingEOSPenalty(0.5).scores(torch.tensor([1.0, 1.0, 1.0]), has_eos).tolist() == [1.0, 0.5, 1.0]
+    w = Whiten().advantages(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    assert w.mean().abs() < 1e-6 and w.std().item() == pytest.approx(1.0, abs=1e-5)
+    assert Center().advantages(torch.tensor([1.0, 2.0])).tolist() == [1.0, 2.0]  # score-only shapers leave these
+
+
 def test_reward_shaping_under_the_loo_baseline():
     rewards = torch.tensor([0.5, 2.0, -1.0, 3.0, 4.0, 1.0])
     plain = leave_one_out_advantages(rewards, 3)
-    # BSR's centering is a constant shift of the batch: the advantages do not change
-    assert torch.allclose(leave_one_out_advantages(BatchSumToZero().shape_rewards(rewards), 3), plain, atol=1e-6)
-    # LogitNorm's RMS scaling rescales every advantage by 1 / rms
+    # centering is a constant shift of the batch: the advantages do not change
+    assert torch.allclose(leave_one_out_advantages(Center().scores(rewards, EOS), 3), plain, atol=1e-6)
+    # RMS scaling rescales every advantage by 1 / rms
     rms = math.sqrt(sum(r * r for r in rewards.tolist()) / 6)
-    shaped = leave_one_out_advantages(LogitNorm(eps=0.0).shape_rewards(rewards), 3)
+    shaped = leave_one_out_advantages(RMSNormalize(eps=0.0).scores(rewards, EOS), 3)
     assert torch.allclose(shaped, plain / rms, atol=1e-6)
+    # k = 3, m = 1 truncated in the first group: it loses p * (k - m) / (k - 1) = p, the others gain p * m / 2
+    has_eos = torch.tensor([False, True, True, True, True, True])
+    penalized = leave_one_out_advantages(MissingEOSPenalty(1.0).scores(rewards, has_eos), 3)
+    assert (penalized - plain).tolist() == pytest.approx([-1.0, 0.5, 0.5, 0.0, 0.0, 0.0], abs=1e-6)
 
 
 def test_bad_group_sizes_are_refused():
@@ -90,10 +103,8 @@ def test_kl_penalties_by_hand():
     assert TokenKL(beta=0.1).loss_penalty(logp, logp, torch.ones(1, 2)).item() == 0.0
 
 
-def test_whiten_and_masked_mean():
+def test_masked_mean():
     values = torch.tensor([1.0, 2.0, 3.0, 4.0])
-    w = whiten(values)
-    assert w.mean().abs() < 1e-6 and w.std().item() == pytest.approx(1.0, abs=1e-5)
     assert masked_mean(values, torch.tensor([1, 0, 1, 0])).item() == 2.0
 
 

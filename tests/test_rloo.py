@@ -10,13 +10,31 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from bsr_lightning import RLOOPolicy, SFTModel, SyntheticPromptDataModule, SyntheticSFTDataModule
-from bsr_lightning.adapters import LoRA
+from bsr_lightning import (
+    Backbone,
+    Optimization,
+    RLOOPolicy,
+    Sampling,
+    SFTModel,
+    SyntheticPromptDataModule,
+    SyntheticSFTDataModule,
+)
+from bsr_lightning.args import LoRA
+from bsr_lightning.backbones.export import export_module
 from bsr_lightning.cli import cli_main
 from bsr_lightning.data.prompts import PromptDataModule
-from bsr_lightning.export import export_module
-from bsr_lightning.rl import TokenKL
+from bsr_lightning.rloo.kl import TokenKL
+from bsr_lightning.rloo.reference import FrozenCopy
+from bsr_lightning.rloo.rewards import FunctionReward
 from conftest import HH_DATA, REPO
+
+
+def policy(reward: str, k: int, max_new_tokens: int, lr: float = 1e-6, lora: LoRA | None = None,
+           **kwargs) -> RLOOPolicy:
+    """The tiny policy against a rule-based reward of ``reward_fns``."""
+    return RLOOPolicy(Backbone("tiny:synthetic", lora=lora), FunctionReward(f"reward_fns:{reward}"),
+                      sampling=Sampling(k=k, max_new_tokens=max_new_tokens),
+                      optimization=Optimization(lr=lr, schedule="constant", max_grad_norm=1.0), **kwargs)
 
 
 def prompt_batch(module, n: int = 3) -> dict:
@@ -40,7 +58,7 @@ def train_rewards(tmp_path) -> list[float]:
 @pytest.mark.parametrize("lora", [None, LoRA(r=4, alpha=8)], ids=["copy", "lora"])
 def test_kl_is_zero_before_the_first_update(lora):
     torch.manual_seed(0)
-    module = RLOOPolicy("tiny:synthetic", "reward_fns:length_words", k=2, max_new_tokens=8, lora=lora)
+    module = policy("length_words", k=2, max_new_tokens=8, lora=lora)
     module.setup("fit")
     rollout, stats = module.rollout(prompt_batch(module))
     assert stats["kl"].abs().max().item() == 0.0
@@ -51,8 +69,7 @@ def test_kl_is_zero_before_the_first_update(lora):
 
 def test_policy_learns_a_rule_based_reward(tmp_path):
     L.seed_everything(0)
-    module = RLOOPolicy("tiny:synthetic", "reward_fns:count_practice", k=4, max_new_tokens=16, lr=3e-3,
-                        samples_every_n_steps=0)
+    module = policy("count_practice", k=4, max_new_tokens=16, lr=3e-3, samples_every_n_steps=0)
     trainer(tmp_path, 40).fit(module, SyntheticPromptDataModule(batch_size=8, num_val_prompts=8))
     rewards = train_rewards(tmp_path)
     assert len(rewards) == 40
@@ -61,12 +78,13 @@ def test_policy_learns_a_rule_based_reward(tmp_path):
 
 def test_kl_grows_and_reference_stays_frozen(tmp_path):
     L.seed_everything(0)
-    module = RLOOPolicy("tiny:synthetic", "reward_fns:length_words", k=2, max_new_tokens=8, lr=3e-3,
-                        ppo_epochs=2, num_minibatches=2, samples_every_n_steps=0)
-    reference = {k: v.clone() for k, v in module._frozen["reference"].state_dict().items()}
+    module = policy("length_words", k=2, max_new_tokens=8, lr=3e-3, ppo_epochs=2, num_minibatches=2,
+                    samples_every_n_steps=0)
+    assert isinstance(module.reference, FrozenCopy)  # the default without LoRA
+    reference = {k: v.clone() for k, v in module.reference.model.state_dict().items()}
     trainer(tmp_path, 8).fit(module, SyntheticPromptDataModule(batch_size=4, num_val_prompts=4))
-    assert all(torch.equal(v, module._frozen["reference"].state_dict()[k]) for k, v in reference.items())
-    assert not any(k.startswith("_frozen") or "reference" in k for k in module.state_dict())
+    assert all(torch.equal(v, module.reference.model.state_dict()[k]) for k, v in reference.items())
+    assert not any("reference" in k for k in module.state_dict())
     rollout, stats = module.rollout(prompt_batch(module))
     assert not torch.equal(stats["old_logp"], stats["ref_logp"])  # the policy moved away from the reference
     assert TokenKL(beta=1.0).loss_penalty(stats["old_logp"], stats["ref_logp"], rollout.response_mask) > 0
@@ -74,8 +92,8 @@ def test_kl_grows_and_reference_stays_frozen(tmp_path):
 
 def test_exported_policy_generates_the_same_tokens_greedily(tmp_path):
     L.seed_everything(0)
-    module = RLOOPolicy("tiny:synthetic", "reward_fns:count_practice", k=2, max_new_tokens=8, lr=3e-3,
-                        lora=LoRA(r=4, alpha=8), samples_every_n_steps=0)
+    module = policy("count_practice", k=2, max_new_tokens=8, lr=3e-3, lora=LoRA(r=4, alpha=8),
+                    samples_every_n_steps=0)
     trainer(tmp_path, 3).fit(module, SyntheticPromptDataModule(batch_size=4, num_val_prompts=4))
     out = export_module(module, tmp_path / "policy")
     assert AutoTokenizer.from_pretrained(out).chat_template == module.tokenizer.chat_template
@@ -92,7 +110,7 @@ def test_exported_policy_generates_the_same_tokens_greedily(tmp_path):
 
 def test_sft_loss_covers_response_tokens_only_and_falls(tmp_path):
     L.seed_everything(0)
-    module = SFTModel("tiny:synthetic", lr=3e-3)
+    module = SFTModel(Backbone("tiny:synthetic"), Optimization(lr=3e-3, warmup_ratio=0.03, schedule="cosine"))
     data = SyntheticSFTDataModule(num_examples=256, batch_size=16)
     data.tokenizer = module.tokenizer
     data.setup("fit")
@@ -109,7 +127,7 @@ def test_sft_loss_covers_response_tokens_only_and_falls(tmp_path):
 
 
 def test_prompts_from_preference_data_are_left_padded_user_turns():
-    from bsr_lightning.models import load_tokenizer
+    from bsr_lightning.backbones.tokenizers import load_tokenizer
 
     data = PromptDataModule(path=str(HH_DATA), tokenizer="tiny:synthetic", max_length=64, batch_size=4,
                             max_rows=200)
@@ -135,7 +153,9 @@ def test_prompt_rows_ending_with_assistant_are_refused(tmp_path):
 
 def test_rloo_cli_logs_metrics_and_samples(tmp_path):
     cli = cli_main(["fit", "--config", str(REPO / "configs/rloo/synthetic_tiny.yaml"),
-                    "--model.model_name_or_path", "tiny:synthetic", "--model.reward_model", "reward_fns:length_words",
+                    "--model.backbone.name", "tiny:synthetic",
+                    "--model.reward", "bsr_lightning.rloo.rewards.FunctionReward",
+                    "--model.reward.import_path", "reward_fns:length_words",
                     "--trainer.max_steps", "4", "--trainer.val_check_interval", "2",
                     "--trainer.limit_val_batches", "1", "--trainer.default_root_dir", str(tmp_path),
                     "--trainer.callbacks.output_dir", str(tmp_path / "policy"), "--model.samples_every_n_steps", "2"])

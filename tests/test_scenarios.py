@@ -1,7 +1,7 @@
 import json
 
 from bsr_lightning.cli import cli_main
-from bsr_lightning.evaluation.scenarios import build_scenarios
+from bsr_lightning.experiments.scenarios import build_scenarios
 from conftest import write_jsonl
 
 
@@ -48,7 +48,7 @@ def test_sweep_tabulates_every_regularizer_and_scenario(tmp_path, tiny_llama):
               str(tmp_path / "sc"), "--generator_fraction", "0.25"])
     config = tmp_path / "cfg.yaml"
     config.write_text("model:\n  class_path: bsr_lightning.RewardModel\n"
-                      f"  init_args:\n    model_name_or_path: {tiny_llama}\n")
+                      f"  init_args:\n    backbone:\n      name: {tiny_llama}\n")
     rows = cli_main(["sweep", "--config", str(config), "--scenario_dir", str(tmp_path / "sc"), "--output_dir",
                      str(tmp_path / "sweep"), "--regularizers", "[NoRegularizer, BatchSumToZero]", "--seeds", "[0, 1]",
                      "--overrides", '["--trainer.max_steps", "2", "--trainer.accelerator", "cpu"]'])

@@ -9,25 +9,27 @@ runs when fed back. ``python -m bsr_lightning export --ckpt_path X --output_dir 
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
+import json
 import os
 import signal
 import sys
+import warnings
+from pathlib import Path
 
 import lightning as L
 import torch
-from jsonargparse import Namespace
+from jsonargparse import ArgumentParser, Namespace
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-EXTRA_COMMANDS = {"export": "bsr_lightning.export:export_main",
-                  "evaluate": "bsr_lightning.evaluation.evaluate:evaluate_main",
-                  "diagnose": "bsr_lightning.evaluation.diagnostics:diagnose_main",
-                  "scenarios": "bsr_lightning.evaluation.scenarios:scenarios_main",
-                  "sweep": "bsr_lightning.evaluation.sweep:sweep_main",
-                  "plan": "bsr_lightning.plan:plan_main"}
+from bsr_lightning.evaluation.diagnostics import diagnose
+from bsr_lightning.evaluation.evaluate import evaluate
+from bsr_lightning.experiments.scenarios import scenarios
+from bsr_lightning.experiments.sweep import sweep
+from bsr_lightning.plan import format_plan, memory_plan
+from bsr_lightning.training.checkpoints import export
 
 
 class BSRLightningCLI(LightningCLI):
@@ -45,7 +47,6 @@ class BSRLightningCLI(LightningCLI):
             run=run,
         )
 
-
     def add_arguments_to_parser(self, parser) -> None:
         """Resume checkpoints with ``torch.load(weights_only=True)``: no pickled code runs (``--weights_only false``
         for checkpoints from other tools)."""
@@ -61,10 +62,10 @@ class BSRLightningCLI(LightningCLI):
     def _add_crash_safety(trainer: Namespace) -> None:
         """Atomic checkpoint writes (single-process and DDP strategies) and RNG state + checkpoint-on-SIGTERM."""
         if trainer.plugins is None and str(trainer.strategy) in ("auto", "ddp", "ddp_spawn", "single_device"):
-            trainer.plugins = [Namespace(class_path="bsr_lightning.checkpointing.AtomicCheckpointIO")]
+            trainer.plugins = [Namespace(class_path="bsr_lightning.training.checkpointing.AtomicCheckpointIO")]
         callbacks = list(trainer.callbacks or [])
         if not any(getattr(c, "class_path", "").endswith("ResumeState") for c in callbacks):
-            trainer.callbacks = [*callbacks, Namespace(class_path="bsr_lightning.checkpointing.ResumeState",
+            trainer.callbacks = [*callbacks, Namespace(class_path="bsr_lightning.training.checkpointing.ResumeState",
                                                        init_args=Namespace())]
 
     @staticmethod
@@ -82,13 +83,72 @@ class BSRLightningCLI(LightningCLI):
         config.logger = loggers
 
 
+def _function_command(function, args: list[str], skip: set[str] | None = None) -> Namespace:
+    """Parse ``args`` against ``function``'s typed signature (its docstring gives ``--help``)."""
+    parser = ArgumentParser(prog=f"python -m bsr_lightning {function.__name__}",
+                            description=(function.__doc__ or "").splitlines()[0])
+    parser.add_function_arguments(function, skip=skip)
+    return parser.parse_args(args)
+
+
+def export_command(args: list[str]):
+    """``export --ckpt_path X --output_dir Y``: a Lightning checkpoint to a Hugging Face directory."""
+    return export(**_function_command(export, args).as_dict())
+
+
+def evaluate_command(args: list[str]) -> dict:
+    """``evaluate --model M --data F --format pairs|multi|rmbench --output_dir D``; prints the top-level metrics."""
+    metrics = evaluate(**_function_command(evaluate, args).as_dict())
+    print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict)}))
+    return metrics
+
+
+def diagnose_command(args: list[str]) -> dict:
+    """``diagnose --models A B --data F --output_dir D``: hidden-state diagnostics and plots."""
+    return diagnose(**_function_command(diagnose, args).as_dict())
+
+
+def scenarios_command(args: list[str]) -> dict:
+    """``scenarios --data F --output_dir D``: the four over-optimization scenarios."""
+    return scenarios(**_function_command(scenarios, args).as_dict())
+
+
+def sweep_command(args: list[str]) -> list[dict]:
+    """``sweep --config C --scenario_dir S --output_dir D``: one ``fit`` per regularizer and seed, then the table."""
+    config = _function_command(sweep, args, skip={"fit"}).as_dict()
+    rows = sweep(lambda fit_args: cli_main(["fit", *fit_args]), **config)
+    print((Path(config["output_dir"]) / "table.md").read_text())
+    return rows
+
+
+def plan_command(args: list[str]) -> dict:
+    """``plan --config X [overrides] [--json]``: parameter counts and memory per device, parsed as ``fit`` parses
+    but with nothing instantiated (no weights are loaded)."""
+    as_json = "--json" in args
+    args = [a for a in args if a != "--json"]
+
+    class ParseOnly(BSRLightningCLI):
+        def instantiate_classes(self) -> None:
+            pass
+
+    with warnings.catch_warnings():  # LightningCLI warns when given args while sys.argv also has some
+        warnings.simplefilter("ignore", UserWarning)
+        cli = ParseOnly(args=args, run=False)
+    plan = memory_plan(cli.config)
+    print(json.dumps(plan) if as_json else format_plan(plan))
+    return plan
+
+
+COMMANDS = {"export": export_command, "evaluate": evaluate_command, "diagnose": diagnose_command,
+            "scenarios": scenarios_command, "sweep": sweep_command, "plan": plan_command}
+
+
 def cli_main(args: list[str] | None = None):
     """Entry point of ``python -m bsr_lightning`` and the ``bsr-lightning`` console script."""
     argv = list(sys.argv[1:] if args is None else args)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if argv and argv[0] in EXTRA_COMMANDS:
-        module_name, _, function = EXTRA_COMMANDS[argv[0]].partition(":")
-        return getattr(importlib.import_module(module_name), function)(argv[1:])
+    if argv and argv[0] in COMMANDS:
+        return COMMANDS[argv[0]](argv[1:])
     try:
         return BSRLightningCLI(args=args)
     except SIGTERMException:  # a checkpoint was saved (ResumeState); exit like a process killed by SIGTERM

@@ -4,7 +4,7 @@ The config is parsed exactly as ``fit`` parses it (same overrides), but nothing 
 built on the ``meta`` device from its Hugging Face config (no weights are read), with the tokenizer's added tokens
 and the LoRA adapters applied, so the parameter counts are exact. Memory is an estimate per device:
 
-* weights: ``torch_dtype`` bytes per parameter (fp32 when unset); with ``nf4`` the decoder's linear weights take
+* weights: ``backbone.dtype`` bytes per parameter (fp32 when unset); with ``nf4`` the decoder's linear weights take
   0.5 byte + 0.127 bit of double-quantized scales, with ``int8`` 1 byte + a float per row;
 * gradients and AdamW's two moments: for trainable parameters, in the parameters' dtype;
 * FSDP (``FULL_SHARD``) divides weights, gradients and optimizer states by the number of devices (nodes x devices);
@@ -13,7 +13,7 @@ and the LoRA adapters applied, so the parameter counts are exact. Memory is an e
   max_length + max_new_tokens): per layer ``tokens x hidden x 34 bytes`` in 16-bit (Korthikanti et al. 2022, with a
   fused attention kernel; x2 in fp32), only the layer inputs with activation checkpointing; plus fp32 logits for
   language models;
-* RLOO also holds the reward model (scored in ``torch_dtype``), the reference policy (free with LoRA: adapters
+* RLOO also holds the reward model (scored in its saved dtype), the reference policy (free with LoRA: adapters
   disabled) and the generation KV cache.
 
 Allocator fragmentation, CUDA context (~0.5 GiB) and temporary buffers come on top: keep 10-20% headroom.
@@ -21,36 +21,33 @@ Allocator fragmentation, CUDA context (~0.5 GiB) and temporary buffers come on t
 
 from __future__ import annotations
 
-import json
-import warnings
-
 import torch
 from jsonargparse import Namespace
 
-from bsr_lightning.models import HEAD_NAMES
+from bsr_lightning.args import Sampling
+from bsr_lightning.backbones.adapters import apply_lora
+from bsr_lightning.backbones.loading import HEAD_NAMES, score_head_name
+from bsr_lightning.backbones.names import resolve_model_path
+from bsr_lightning.backbones.tokenizers import load_tokenizer
 
 GIB = 2**30
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, None: 4}
 
 
-def meta_backbone(init: Namespace, causal: bool):
+def meta_backbone(backbone: Namespace, causal: bool):
     """The module's backbone on the meta device: exact parameter shapes, no weights read."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    from bsr_lightning.adapters import apply_lora
-    from bsr_lightning.models import load_tokenizer, resolve_model_path, score_head_name
-
-    path = resolve_model_path(init.model_name_or_path)
+    path = resolve_model_path(backbone.name)
     kwargs = {} if causal else {"num_labels": 1}
-    config = AutoConfig.from_pretrained(path, trust_remote_code=init.get("trust_remote_code", False), **kwargs)
+    config = AutoConfig.from_pretrained(path, trust_remote_code=backbone.trust_remote_code, **kwargs)
     auto = AutoModelForCausalLM if causal else AutoModelForSequenceClassification
     with torch.device("meta"):
         model = auto.from_config(config)
-    tokenizer = load_tokenizer(init.model_name_or_path, None, init.get("trust_remote_code", False))
+    tokenizer = load_tokenizer(backbone.name, None, backbone.trust_remote_code)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-    lora = init.get("lora")
-    lora = lora.as_dict() if isinstance(lora, Namespace) else lora
+    lora = backbone.lora.as_dict() if isinstance(backbone.lora, Namespace) else backbone.lora
     head = None if causal else [score_head_name(model)]
     return apply_lora(model, lora, modules_to_save=head), config
 
@@ -100,28 +97,32 @@ def shard_factors(trainer: Namespace) -> tuple[int, float, float]:
 def memory_plan(config: Namespace) -> dict:
     """Parameter counts and the per-device memory estimate (GiB) of a parsed ``fit`` config."""
     init, data = config.model.init_args, config.data.init_args
+    backbone, rloo = init.backbone, "reward" in init
     causal = not config.model.class_path.endswith("RewardModel")
-    model, hf_config = meta_backbone(init, causal)
+    model, hf_config = meta_backbone(backbone, causal)
     params = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    dtype_bytes = DTYPE_BYTES[init.get("torch_dtype")]
+    dtype_bytes = DTYPE_BYTES[backbone.dtype]
     world, weight_div, state_div = shard_factors(config.trainer)
     compute_bytes = 2 if "16" in str(config.trainer.precision) else 4
-    checkpointing = bool(init.get("gradient_checkpointing")) or _activation_checkpointing(config.trainer)
-    if causal:  # RLOO updates on minibatches of the batch_size x k rollouts
-        sequences = data.batch_size * init.get("k", 1) // init.get("num_minibatches", 1)
-        length = data.max_length + init.get("max_new_tokens", 0)
+    checkpointing = bool(backbone.gradient_checkpointing) or _activation_checkpointing(config.trainer)
+    sampling = Sampling(**init.sampling.as_dict()) if rloo and init.get("sampling") else Sampling()
+    if rloo:  # RLOO updates on minibatches of the batch_size x k rollouts
+        sequences = data.batch_size * sampling.k // init.get("num_minibatches", 1)
+        length = data.max_length + sampling.max_new_tokens
+    elif causal:
+        sequences, length = data.batch_size, data.max_length
     else:
         sequences, length = 2 * data.batch_size, data.max_length
     parts = {
-        "weights": weight_bytes(model, dtype_bytes, init.get("quantization")) / weight_div,
+        "weights": weight_bytes(model, dtype_bytes, backbone.quantization) / weight_div,
         "gradients": trainable * dtype_bytes / state_div,
         "optimizer_states": 2 * trainable * dtype_bytes / state_div,
         "activations": activation_bytes(hf_config, sequences, length, compute_bytes, checkpointing, causal),
     }
     notes = []
-    if "k" in init:  # RLOO: reference (free with LoRA), reward model, and the generation phase's KV cache
-        parts.update(_rloo_extras(init, hf_config, model, dtype_bytes, data.batch_size * init.k, length,
+    if rloo:  # RLOO: reference (free with LoRA), reward model, and the generation phase's KV cache
+        parts.update(_rloo_extras(init, hf_config, model, dtype_bytes, data.batch_size * sampling.k, length,
                                   compute_bytes, notes))
     gib = {k: v / GIB for k, v in parts.items()}
     phases = [gib[k] for k in ("activations", "kv_cache") if k in gib]  # generation and update do not overlap
@@ -140,21 +141,17 @@ def _rloo_extras(init, hf_config, model, dtype_bytes, sequences, length, compute
     head_dim = getattr(hf_config, "head_dim", None) or hf_config.hidden_size // hf_config.num_attention_heads
     kv_heads = getattr(hf_config, "num_key_value_heads", None) or hf_config.num_attention_heads
     extras = {"kv_cache": 2 * hf_config.num_hidden_layers * kv_heads * head_dim * sequences * length * compute_bytes,
-              "reference": 0.0 if init.get("lora") else weight_bytes(model, dtype_bytes, None)}
-    reward = _reward_bytes(init.reward_model)
+              "reference": 0.0 if init.backbone.get("lora") else weight_bytes(model, dtype_bytes, None)}
+    path = init.reward.init_args.get("path") if init.reward.class_path.endswith("ModelReward") else None
+    reward = _reward_bytes(path) if path else None
     extras["reward_model"] = reward or 0.0
     if reward is None:
-        notes.append(f"reward model {init.reward_model!r} not found or a function: counted as 0")
+        notes.append(f"reward {init.reward.class_path} ({path or 'no model'}) not found or not a model: counted as 0")
     return extras
 
 
 def _reward_bytes(reward_model: str) -> float | None:
-    """Bytes of an exported reward-model directory's weights in their saved dtype (None for functions or missing
-    paths)."""
-    from pathlib import Path
-
-    if ":" in reward_model and not Path(reward_model).exists():
-        return None
+    """Bytes of an exported reward-model directory's weights in their saved dtype (None for a missing path)."""
     try:
         from transformers import AutoConfig, AutoModelForSequenceClassification
 
@@ -180,23 +177,3 @@ def format_plan(plan: dict) -> str:
         verdict = "fits" if plan["total_gib_per_device"] < 0.85 * have else "does NOT fit"
         lines.append(f"\nthis machine's GPU 0: {have:.1f} GiB -> {verdict} (with 15% headroom)")
     return "\n".join(lines)
-
-
-def plan_main(args: list[str]) -> dict:
-    """``python -m bsr_lightning plan --config X [overrides]`` (``--json`` prints JSON)."""
-    from bsr_lightning.cli import BSRLightningCLI
-
-    as_json = "--json" in args
-    args = [a for a in args if a != "--json"]
-
-    class ParseOnly(BSRLightningCLI):
-        def instantiate_classes(self) -> None:  # parse and validate only: no weights are loaded
-            pass
-
-    with warnings.catch_warnings():  # LightningCLI warns when given args while sys.argv also has some
-        warnings.simplefilter("ignore", UserWarning)
-        cli = ParseOnly(args=args, run=False)
-    plan = memory_plan(cli.config)
-    print(json.dumps(plan) if as_json else format_plan(plan))
-    return plan
-

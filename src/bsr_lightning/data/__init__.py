@@ -1,7 +1,2 @@
-"""Preference data: formats, loading, encoding, batching and DataModules."""
-
-from bsr_lightning.data.formats import PreferencePair, RowError
-from bsr_lightning.data.preference import PreferenceDataModule
-from bsr_lightning.data.synthetic import SyntheticPreferenceDataModule
-
-__all__ = ["PreferenceDataModule", "PreferencePair", "RowError", "SyntheticPreferenceDataModule"]
+"""Preference, prompt and SFT data: formats, loading, encoding, batching and DataModules. Receives a tokenizer (from
+the attached module, or loaded by name) and never loads a model."""

@@ -50,7 +50,8 @@ class PairEncoder:
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.overlong = overlong
-        self.special_ids = set(tokenizer.all_special_ids)
+        # structural specials kept when truncating; an unknown word (<unk>) is text, not structure
+        self.special_ids = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
 
     def encode(self, pairs: list[PreferencePair], name: str) -> tuple[list[EncodedPair], Counter]:
         """Encode ``pairs``; returns the kept pairs and counts (``pairs``, ``overlong``, ``dropped_overlong``,

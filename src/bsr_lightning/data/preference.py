@@ -9,6 +9,7 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader
 
+from bsr_lightning.backbones.tokenizers import load_tokenizer, read_template
 from bsr_lightning.data.collate import LengthGroupedSampler, PairCollator, PairDataset
 from bsr_lightning.data.encoding import Overlong, PairEncoder
 from bsr_lightning.data.formats import PreferencePair, RowError, row_to_pair
@@ -51,8 +52,6 @@ def collect_pairs(raw_rows, bad_rows: BadRows = "error", name: str = "data") -> 
 def module_tokenizer(datamodule: L.LightningDataModule, name: str | None, chat_template: str | None = None):
     """The tokenizer a DataModule encodes with: loaded from ``name``, else the attached module's ``tokenizer``;
     ``chat_template`` (inline or ``.jinja`` path) replaces its template."""
-    from bsr_lightning.models import load_tokenizer, read_template
-
     if name is not None:
         return load_tokenizer(name, chat_template)
     module = datamodule.trainer.lightning_module if datamodule.trainer is not None else None

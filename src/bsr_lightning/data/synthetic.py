@@ -1,88 +1,16 @@
-"""A generated preference task whose gold reward is computable for any text.
-
-Prompts ask for advice on a topic. :func:`gold_reward` scores any response to such a prompt: it rewards staying on
-the prompt's topic, politeness and concrete tips, and penalizes rudeness, other topics and verbosity. Pairs are
-sampled deterministically from a seed; the chosen response is the one with the higher gold reward, so held-out
-accuracy against gold means something, and a policy's text can be scored by the same gold (RLOO demos).
-"""
+"""DataModules over the generated preference task of :mod:`bsr_lightning.synthetic_task` (gold reward known):
+preference pairs, RLOO prompts and SFT examples, all offline and deterministic in ``seed``."""
 
 from __future__ import annotations
 
 import random
-import re
 
 from bsr_lightning.data.formats import PreferencePair, row_to_pair
 from bsr_lightning.data.preference import PreferenceDataModule
+from bsr_lightning.data.prompts import PromptDataModule, SFTDataModule
+from bsr_lightning.synthetic_task import all_prompts, generate_preference_rows
 
-TOPICS = ("baking", "chess", "cycling", "gardening", "guitar", "hiking", "painting", "photography", "python",
-          "running", "sailing", "swimming", "tennis", "yoga", "knitting", "astronomy", "camping", "cooking",
-          "dancing", "fishing", "journaling", "meditation", "pottery", "singing")
-PROMPTS = ("How do I get started with {t}?", "Can you give me some advice about {t}?",
-           "What should a beginner know about {t}?", "I want to get better at {t}. Any tips?")
-POLITE = ("Happy to help!", "Great question.", "Sure, glad you asked.")
-RUDE = ("That is a stupid question.", "Figure it out yourself.", "Honestly, this is a waste of time.")
-TOPIC_LINES = ("Here is what matters most in {t}.", "With {t}, a steady routine pays off.",
-               "Many people enjoy {t} once they know the basics.")
-TIPS = ("Start with small steps.", "Practice a little every day.", "Find a friend to learn with.",
-        "Keep notes on your progress.")
-FILLER = ("Some people say many things.", "There are lots of opinions out there.", "It depends on various factors.",
-          "Things can be different for everyone.")
-_WORDS = re.compile(r"[a-z']+")
-
-
-def prompt_topic(prompt: str) -> str | None:
-    """The topic a prompt asks about (the first topic word in it), or None."""
-    words = set(_WORDS.findall(prompt.lower()))
-    return next((t for t in TOPICS if t in words), None)
-
-
-def gold_reward(prompt: str, response: str) -> float:
-    """The task's true reward of ``response`` to ``prompt``; defined for any text.
-
-    ``+2`` on the prompt's topic, ``-1`` per other topic named, ``+1`` polite, ``-2`` rude, ``+0.5`` per distinct tip
-    (at most 2), ``-0.05`` per word beyond 30.
-    """
-    text = response.lower()
-    words = _WORDS.findall(text)
-    topic = prompt_topic(prompt)
-    score = 2.0 * (topic is not None and topic in words)
-    score -= 1.0 * sum(t in words for t in TOPICS if t != topic)
-    score += 1.0 * any(p.lower() in text for p in POLITE)
-    score -= 2.0 * any(r.lower() in text for r in RUDE)
-    score += 0.5 * min(2, sum(tip.lower() in text for tip in TIPS))
-    score -= 0.05 * max(0, len(words) - 30)
-    return round(score, 4)
-
-
-def _response(rng: random.Random, topic: str) -> str:
-    parts = []
-    tone = rng.choice(("polite", "rude", "neutral"))
-    if tone != "neutral":
-        parts.append(rng.choice(POLITE if tone == "polite" else RUDE))
-    focus = rng.choice(("on", "on", "off", "none"))
-    if focus != "none":
-        subject = topic if focus == "on" else rng.choice([t for t in TOPICS if t != topic])
-        parts.append(rng.choice(TOPIC_LINES).format(t=subject))
-    parts += rng.sample(TIPS, rng.randint(0, 3))
-    parts += rng.sample(FILLER, rng.choice((0, 0, 1, 2, 4)))
-    return " ".join(parts) or "I am not sure."
-
-
-def generate_preference_rows(num_pairs: int, seed: int = 0) -> list[dict]:
-    """``num_pairs`` rows ``{prompt, chosen, rejected, chosen_gold, rejected_gold}``, deterministic in ``seed``."""
-    rng = random.Random(seed)
-    rows = []
-    while len(rows) < num_pairs:
-        topic = rng.choice(TOPICS)
-        prompt = rng.choice(PROMPTS).format(t=topic)
-        a, b = _response(rng, topic), _response(rng, topic)
-        ga, gb = gold_reward(prompt, a), gold_reward(prompt, b)
-        if ga == gb:
-            continue
-        (chosen, gc), (rejected, gr) = sorted(((a, ga), (b, gb)), key=lambda x: -x[1])
-        rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, "chosen_gold": gc,
-                     "rejected_gold": gr})
-    return rows
+HELD_OUT_SEED_OFFSET = 100_003  # validation rows come from seed + this: unseen pairs
 
 
 class SyntheticPreferenceDataModule(PreferenceDataModule):
@@ -102,6 +30,49 @@ class SyntheticPreferenceDataModule(PreferenceDataModule):
 
     def read_pairs(self, stage: str) -> list[PreferencePair]:
         count, seed = {"train": (self.num_pairs, self.hparams.seed),
-                       "val": (self.num_val_pairs, self.hparams.seed + 100_003)}.get(stage, (0, 0))
+                       "val": (self.num_val_pairs, self.hparams.seed + HELD_OUT_SEED_OFFSET)}.get(stage, (0, 0))
         rows = generate_preference_rows(count, seed)
         return [row_to_pair(row, i, f"synthetic[{stage}] row {i}") for i, row in enumerate(rows)]
+
+
+class SyntheticPromptDataModule(PromptDataModule):
+    """Prompts of the generated task, whose gold reward is computable.
+
+    The ``len(TOPICS) * len(PROMPTS)`` distinct prompts are shuffled with ``seed``; the last ``num_val_prompts``
+    are held out for validation.
+
+    Args:
+        num_val_prompts: held-out prompts.
+        **kwargs: the rest of :class:`PromptDataModule`'s arguments (``path`` is ignored).
+    """
+
+    def __init__(self, num_val_prompts: int = 16, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.num_val_prompts = num_val_prompts
+
+    def read_rows(self, stage: str):
+        prompts = all_prompts()
+        random.Random(self.hparams.seed).shuffle(prompts)
+        cut = len(prompts) - self.num_val_prompts
+        chosen = prompts[:cut] if stage == "train" else prompts[cut:]
+        return [(f"synthetic[{stage}] row {i}", {"prompt": p}) for i, p in enumerate(chosen)]
+
+
+class SyntheticSFTDataModule(SFTDataModule):
+    """SFT examples of the generated task: each prompt with its pair's chosen (higher gold) response.
+
+    Args:
+        num_examples: training examples (and ``num_examples // 10`` validation ones, from another seed).
+        **kwargs: the rest of :class:`SFTDataModule`'s arguments (``path`` is ignored).
+    """
+
+    def __init__(self, num_examples: int = 2000, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.num_examples = num_examples
+
+    def read_rows(self, stage: str):
+        count, seed = (self.num_examples, self.hparams.seed) if stage == "train" else (
+            max(1, self.num_examples // 10), self.hparams.seed + HELD_OUT_SEED_OFFSET)
+        rows = generate_preference_rows(count, seed)
+        return [(f"synthetic[{stage}] row {i}", {"prompt": r["prompt"], "response": r["chosen"]})
+                for i, r in enumerate(rows)]

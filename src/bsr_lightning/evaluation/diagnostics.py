@@ -11,13 +11,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-from jsonargparse import ArgumentParser
 
+from bsr_lightning.backbones.loading import find_score_head
 from bsr_lightning.data.loading import iter_raw_rows
 from bsr_lightning.data.preference import collect_pairs
 from bsr_lightning.evaluation.report import markdown_table
-from bsr_lightning.evaluation.scoring import ConversationScorer, load_reward_model
-from bsr_lightning.models import find_score_head
+from bsr_lightning.reward.scoring import ConversationScorer, load_reward_model
 
 
 def effective_rank(hidden: np.ndarray) -> float:
@@ -111,9 +110,3 @@ def diagnose(models: list[str], data: str, output_dir: str, labels: list[str] | 
     (out / "diagnostics.md").write_text(f"# Hidden-state diagnostics on {data} ({len(pairs)} pairs)\n\n{tables}\n\n"
                                         f"{images}\n")
     return summary
-
-
-def diagnose_main(args: list[str]) -> dict:
-    parser = ArgumentParser(prog="python -m bsr_lightning diagnose", description=__doc__.splitlines()[0])
-    parser.add_function_arguments(diagnose)
-    return diagnose(**parser.parse_args(args).as_dict())

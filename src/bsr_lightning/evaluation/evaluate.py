@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from jsonargparse import ArgumentParser
 from tqdm.auto import tqdm
 
 from bsr_lightning.data.formats import RowError
 from bsr_lightning.data.loading import iter_raw_rows
 from bsr_lightning.evaluation.evaluators import EVALUATORS, Evaluator
 from bsr_lightning.evaluation.report import write_report
-from bsr_lightning.evaluation.scoring import ConversationScorer, load_reward_model
+from bsr_lightning.reward.scoring import ConversationScorer, load_reward_model
 
 
 def _chunks(rows: Iterator, size: int) -> Iterator[list]:
@@ -83,14 +82,4 @@ def evaluate(model: str, data: str, output_dir: str, format: Literal["pairs", "m
                                 chunk_rows)
     metrics["length_policy"] = {"max_length": max_length, "overlong": overlong, **scorer.counts}
     write_report(out, metrics, f"{format} evaluation of {model} on {data}")
-    return metrics
-
-
-def evaluate_main(args: list[str]) -> dict:
-    """``python -m bsr_lightning evaluate --model M --data F --format pairs --output_dir D``."""
-    parser = ArgumentParser(prog="python -m bsr_lightning evaluate", description=__doc__.splitlines()[0])
-    parser.add_function_arguments(evaluate)
-    cfg = parser.parse_args(args)
-    metrics = evaluate(**cfg.as_dict())
-    print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict)}))
     return metrics

@@ -22,7 +22,8 @@ import torch
 from lightning.pytorch.strategies import FSDPStrategy
 from torch import nn
 
-from bsr_lightning.specs import import_class
+from bsr_lightning.backbones.export import rebuild_plain
+from bsr_lightning.class_paths import import_class
 
 
 def decoder_layer_classes(model: nn.Module) -> set[type[nn.Module]]:
@@ -107,8 +108,6 @@ def gathered_backbone(trainer, pl_module):
     """The full, unsharded backbone as a plain model on rank 0 (None on other ranks). Every rank must call it: the
     shards are all-gathered (to CPU) into a full state dict."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-    from bsr_lightning.adapters import rebuild_plain
 
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
     state = get_model_state_dict(trainer.strategy.model, options=options)

@@ -1,4 +1,5 @@
-"""Score conversations with a trained reward model: exported directory or Lightning checkpoint."""
+"""Score conversations with a trained reward model (an exported directory or a Lightning checkpoint): used by RLOO's
+reward sources and by evaluation."""
 
 from __future__ import annotations
 
@@ -8,21 +9,23 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from bsr_lightning.args import Backbone
 from bsr_lightning.data.collate import pad_sequences
 from bsr_lightning.data.encoding import Overlong, PairEncoder
 from bsr_lightning.data.formats import Message
+from bsr_lightning.reward.module import RewardModel
+from bsr_lightning.training.checkpoints import load_module_from_checkpoint
 
 
-def load_reward_model(model: str):
+def load_reward_model(model: str) -> RewardModel:
     """A :class:`~bsr_lightning.RewardModel` in eval mode from an exported Hugging Face directory (or hub id) or a
     Lightning ``.ckpt``."""
     if model.endswith(".ckpt"):
-        from bsr_lightning.export import load_module_from_checkpoint
-
-        return load_module_from_checkpoint(model)
-    from bsr_lightning.modules.reward_model import RewardModel
-
-    return RewardModel(model).eval()
+        module = load_module_from_checkpoint(model)
+        if not isinstance(module, RewardModel):
+            raise ValueError(f"{model} holds a {type(module).__name__}, not a RewardModel.")
+        return module
+    return RewardModel(Backbone(name=model)).eval()
 
 
 class ConversationScorer:

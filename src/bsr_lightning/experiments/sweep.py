@@ -10,27 +10,26 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from jsonargparse import ArgumentParser
 
+from bsr_lightning.backbones.export import export_module
 from bsr_lightning.evaluation.evaluate import evaluate
-from bsr_lightning.export import export_module
 
 SCENARIOS = {"val1": ("pairs", "accuracy"), "val2": ("multi", "kendall_tau"), "val3": ("multi", "kendall_tau"),
              "val4": ("multi", "kendall_tau")}
 
 
 def _regularizer_path(name: str) -> str:
-    return name if "." in name else f"bsr_lightning.regularizers.{name}"
+    return name if "." in name else f"bsr_lightning.reward.regularizers.{name}"
 
 
-def train_one(config: str, scenario_dir: Path, regularizer: str, seed: int, run_dir: Path, overrides: list[str]):
-    """Fit one reward model and export it to ``run_dir/model``."""
-    from bsr_lightning.cli import cli_main
-
-    cli = cli_main(["fit", "--config", config, "--seed_everything", str(seed),
+def train_one(fit: Callable, config: str, scenario_dir: Path, regularizer: str, seed: int, run_dir: Path,
+              overrides: list[str]):
+    """Fit one reward model with ``fit(args) -> LightningCLI`` and export it to ``run_dir/model``."""
+    cli = fit(["--config", config, "--seed_everything", str(seed),
                     "--model.regularizer", _regularizer_path(regularizer),
                     "--data", "bsr_lightning.PreferenceDataModule", "--data.path", str(scenario_dir / "train.jsonl"),
                     "--data.val_path", str(scenario_dir / "val1.jsonl"), "--trainer.default_root_dir", str(run_dir),
@@ -79,15 +78,17 @@ def write_table(rows: list[dict], output_dir: Path) -> None:
     plt.close(fig)
 
 
-def sweep(config: str, scenario_dir: str, output_dir: str, regularizers: list[str] | None = None,
+def sweep(fit: Callable, config: str, scenario_dir: str, output_dir: str, regularizers: list[str] | None = None,
           seeds: list[int] | None = None, overrides: list[str] | None = None) -> list[dict]:
     """Train every regularizer for every seed on the scenario training pairs and tabulate the four scenarios.
 
     Args:
+        fit: runs ``python -m bsr_lightning fit`` with the given arguments and returns the LightningCLI (given by the
+            command line).
         config: a ``fit`` config whose model is a RewardModel (its data section is replaced by the scenario files).
         scenario_dir: the output of ``python -m bsr_lightning scenarios``.
         output_dir: runs and tables go here.
-        regularizers: class names in ``bsr_lightning.regularizers`` or full import paths.
+        regularizers: class names in ``bsr_lightning.reward.regularizers`` or full import paths.
         seeds: one run per seed and regularizer.
         overrides: extra LightningCLI arguments for every run, e.g. ``["--trainer.max_steps", "100"]``.
     """
@@ -97,20 +98,11 @@ def sweep(config: str, scenario_dir: str, output_dir: str, regularizers: list[st
     for regularizer in regularizers:
         for seed in seeds or [0]:
             run_dir = out / "runs" / f"{regularizer.rsplit('.', 1)[-1]}_seed{seed}"
-            model = train_one(config, scenario_dir, regularizer, seed, run_dir, overrides or [])
+            model = train_one(fit, config, scenario_dir, regularizer, seed, run_dir, overrides or [])
             for scenario, (fmt, metric) in SCENARIOS.items():
                 metrics = evaluate(str(model), str(scenario_dir / f"{scenario}.jsonl"), str(run_dir / scenario), fmt)
                 results.setdefault(regularizer, {}).setdefault(scenario, []).append(metrics[metric])
     rows = aggregate(results)
     write_table(rows, out)
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    return rows
-
-
-def sweep_main(args: list[str]) -> list[dict]:
-    parser = ArgumentParser(prog="python -m bsr_lightning sweep", description=__doc__.splitlines()[0])
-    parser.add_function_arguments(sweep)
-    cfg = parser.parse_args(args)
-    rows = sweep(**cfg.as_dict())
-    print((Path(cfg.output_dir) / "table.md").read_text())
     return rows

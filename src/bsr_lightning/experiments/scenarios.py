@@ -24,7 +24,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from jsonargparse import ArgumentParser
 
 from bsr_lightning.data.formats import RowError
 from bsr_lightning.data.loading import iter_raw_rows
@@ -103,9 +102,3 @@ def scenarios(data: str, output_dir: str, group_column: str = "group", generator
     counts = {name: len(items) for name, items in splits.items()}
     print(json.dumps(counts))
     return counts
-
-
-def scenarios_main(args: list[str]) -> dict[str, int]:
-    parser = ArgumentParser(prog="python -m bsr_lightning scenarios", description=__doc__.splitlines()[0])
-    parser.add_function_arguments(scenarios)
-    return scenarios(**parser.parse_args(args).as_dict())

@@ -1,4 +1,5 @@
-"""How a padded batch of sequences goes through the reward backbone: the cost changes, the scores do not.
+"""Forward modes of the reward model: how a padded batch of sequences goes through the backbone. The cost changes,
+the scores do not.
 
 * :class:`Padded`: one forward over the ``(N, T)`` padded batch (the default).
 * :class:`LengthBuckets`: rows sorted by length and cut into buckets, each trimmed to its own longest row: less
@@ -19,7 +20,7 @@ from torch import Tensor
 PACKING_ATTENTION = ("sdpa", "eager", "flash_attention_2", "flash_attention_3")
 
 
-class Batching:
+class ForwardMode:
     """The interface: ``__call__(module, input_ids, attention_mask)`` with ``(N, T)`` tensors returns
     ``(rewards (N,), hidden (N, H))`` using ``module.padded_forward`` or ``module.packed_forward``."""
 
@@ -27,14 +28,14 @@ class Batching:
         raise NotImplementedError
 
 
-class Padded(Batching):
+class Padded(ForwardMode):
     """One forward pass over the padded batch."""
 
     def __call__(self, module, input_ids, attention_mask):
         return module.padded_forward(input_ids, attention_mask)
 
 
-class LengthBuckets(Batching):
+class LengthBuckets(ForwardMode):
     """Sort the rows by length, cut them into ``buckets`` groups of about equal size and run each group trimmed to
     its longest row. Worth it when lengths in a batch vary widely (chosen and rejected often do).
 
@@ -59,7 +60,7 @@ class LengthBuckets(Batching):
         return torch.cat(rewards)[inverse], torch.cat(hidden)[inverse]
 
 
-class Packed(Batching):
+class Packed(ForwardMode):
     """Padding-free: one ``(1, S)`` row of all real tokens, positions restarting per sequence (decoders only)."""
 
     def __call__(self, module, input_ids, attention_mask):

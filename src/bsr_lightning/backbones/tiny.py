@@ -1,7 +1,7 @@
-"""Tiny offline models for demos and tests: ``tiny:synthetic`` as a ``model_name_or_path``.
+"""Tiny offline models for demos and tests: ``tiny:synthetic`` as a backbone ``name``.
 
 ``tiny:synthetic`` is a randomly initialized 2-layer Llama (hidden 64, seed 0) with a word-level tokenizer whose
-vocabulary is every word of the package's generated preference task (:mod:`bsr_lightning.data.synthetic`), plus a
+vocabulary is every word of the package's generated preference task (:mod:`bsr_lightning.synthetic_task`), plus a
 chat template. It is built once into ``$BSR_LIGHTNING_CACHE`` (default ``~/.cache/bsr_lightning``) and loads with
 ``from_pretrained`` as a causal LM (the policy) or as a sequence classifier (a reward model). Words are separated by
 whitespace only, so decoding a generated response gives back exactly the text a reward model or the gold reward
@@ -15,9 +15,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from bsr_lightning.data import synthetic
+from bsr_lightning.synthetic_task import vocabulary
 
-TINY_PREFIX = "tiny:"
 SPECIALS = ("<pad>", "<unk>", "<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>")
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }}"
@@ -26,14 +25,6 @@ CHAT_TEMPLATE = (
 )
 TINY_SIZES = {"synthetic": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
                             "num_attention_heads": 4, "num_key_value_heads": 2}}
-
-
-def synthetic_vocabulary() -> list[str]:
-    """Every whitespace-separated word the generated task can produce, sorted."""
-    texts = [*synthetic.POLITE, *synthetic.RUDE, *synthetic.TIPS, *synthetic.FILLER, "I am not sure."]
-    for template in (*synthetic.PROMPTS, *synthetic.TOPIC_LINES):
-        texts += [template.format(t=topic) for topic in synthetic.TOPICS]
-    return sorted({word for text in texts for word in text.split()})
 
 
 def build_word_tokenizer(words: list[str]):
@@ -58,7 +49,7 @@ def build_tiny(name: str, output_dir: str | Path, seed: int = 0) -> Path:
 
     if name not in TINY_SIZES:
         raise ValueError(f"Unknown tiny model {name!r}; known: {sorted(TINY_SIZES)}.")
-    tokenizer = build_word_tokenizer(synthetic_vocabulary())
+    tokenizer = build_word_tokenizer(vocabulary())
     config = LlamaConfig(vocab_size=len(tokenizer), max_position_embeddings=512, tie_word_embeddings=True,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id, **TINY_SIZES[name])
@@ -72,9 +63,9 @@ def build_tiny(name: str, output_dir: str | Path, seed: int = 0) -> Path:
     return Path(output_dir)
 
 
-def tiny_model_path(spec: str) -> str:
-    """The local directory of ``tiny:NAME``, built on first use (atomically, so parallel runs agree)."""
-    name = spec.removeprefix(TINY_PREFIX)
+def tiny_model_path(name: str) -> str:
+    """The local directory of the tiny model ``name`` (``tiny:NAME``), built on first use (atomically, so parallel
+    runs agree)."""
     root = Path(os.environ.get("BSR_LIGHTNING_CACHE", Path.home() / ".cache" / "bsr_lightning"))
     target = root / "tiny" / f"{name}-v1"
     if not (target / "config.json").is_file():

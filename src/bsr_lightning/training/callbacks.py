@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import lightning as L
 
-from bsr_lightning.export import export_module, save_pretrained_atomic
-from bsr_lightning.parallel import gathered_backbone, is_sharded
+from bsr_lightning.backbones.export import export_module, save_pretrained_atomic
+from bsr_lightning.backbones.sharding import gathered_backbone, is_sharded
 
 
 class ExportOnFitEnd(L.Callback):

@@ -1,0 +1,132 @@
+"""Export a trained backbone to a Hugging Face directory, atomically: LoRA adapters merged, 4-bit/8-bit weights
+dequantized, the score head kept.
+
+``AutoModelForSequenceClassification.from_pretrained`` (or ``AutoModelForCausalLM``) loads the directory, with the
+tokenizer and its chat template, and scores as the Lightning module did.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+def save_pretrained_atomic(model, tokenizer, output_dir: str | Path) -> Path:
+    """``save_pretrained`` model and tokenizer into a temporary sibling directory, then rename it into place, so a
+    crash never leaves a half-written export (an existing one is replaced only once the new one is complete)."""
+    output_dir = Path(output_dir)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if output_dir.exists():
+            old = output_dir.with_name(f".{output_dir.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            output_dir.rename(old)
+            tmp.rename(output_dir)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(output_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return output_dir
+
+
+def export_module(module, output_dir: str | Path) -> Path:
+    """Export a live module with ``backbone`` and ``tokenizer`` (RewardModel, SFTModel, RLOOPolicy); LoRA adapters
+    are merged into the weights."""
+    return save_pretrained_atomic(merged_for_export(module.backbone), module.tokenizer, output_dir)
+
+
+def merged_for_export(model):
+    """A plain ``transformers`` model for ``save_pretrained``: LoRA adapters merged and 4-bit/8-bit weights
+    dequantized into a new full-precision model (the score head kept). Plain models are returned unchanged.
+
+    peft's own ``merge_and_unload`` re-quantizes merged weights of a quantized base, so the saved model would not
+    score as the trained one did; here every weight is ``dequantize(W) + B @ A * scale`` in the compute dtype."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if inner is model and getattr(model, "hf_quantizer", None) is None:
+        return model
+    return rebuild_plain(inner, dense_state_dict(inner))
+
+
+def rebuild_plain(model, state: dict[str, torch.Tensor]):
+    """A new, plain (unquantized, unwrapped) model of ``model``'s class and config holding ``state``; non-persistent
+    buffers (e.g. rotary frequencies) are copied from ``model``."""
+    config = copy.deepcopy(model.config)
+    for key in ("quantization_config", "_pre_quantization_dtype"):
+        if hasattr(config, key):
+            delattr(config, key)
+    dtype = next(v.dtype for v in state.values() if v.is_floating_point())
+    with torch.device("meta"):
+        plain = type(model)(config)
+    plain.load_state_dict(state, strict=True, assign=True)
+    source_buffers = {k: v.full_tensor() if hasattr(v, "full_tensor") else v for k, v in model.named_buffers()}
+    for name, buffer in list(plain.named_buffers()):  # non-persistent buffers (e.g. rotary frequencies)
+        if buffer.is_meta:
+            owner, _, leaf = name.rpartition(".")
+            plain.get_submodule(owner).register_buffer(leaf, source_buffers[name].detach().cpu().clone(),
+                                                       persistent=False)
+    plain.tie_weights()
+    return plain.to(dtype).eval()
+
+
+def dense_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The effective weights of a (LoRA-injected, possibly quantized) transformers model under its plain names."""
+    from peft.tuners.lora import LoraLayer
+    from peft.utils import ModulesToSaveWrapper
+
+    state, done = {}, []
+    for name, module in model.named_modules():
+        if any(name.startswith(prefix) for prefix in done):
+            continue
+        prefix = f"{name}." if name else ""
+        if isinstance(module, LoraLayer):
+            base = module.get_base_layer()
+            weight = _dense_weight(base).float()
+            for adapter in module.active_adapters:
+                weight = weight + module.get_delta_weight(adapter).float()
+            state.update(_tensors(prefix, weight=weight.to(_compute_dtype(base)), bias=base.bias))
+            done.append(prefix)
+        elif isinstance(module, ModulesToSaveWrapper):
+            trained = module.modules_to_save[module.active_adapters[0]]
+            state.update({prefix + k: v for k, v in trained.state_dict().items()})
+            done.append(prefix)
+        elif _is_bnb(module):
+            state.update(_tensors(prefix, weight=_dense_weight(module).to(_compute_dtype(module)), bias=module.bias))
+            done.append(prefix)
+        else:
+            persistent = {k: v for k, v in module._buffers.items() if k not in module._non_persistent_buffers_set}
+            state.update(_tensors(prefix, **module._parameters, **persistent))
+    return {k: v.detach().clone() for k, v in state.items()}
+
+
+def _tensors(prefix: str, **tensors) -> dict:
+    return {prefix + k: v for k, v in tensors.items() if v is not None}
+
+
+def _is_bnb(module: nn.Module) -> bool:
+    return type(module).__module__.startswith("bitsandbytes") and hasattr(module, "weight")
+
+
+def _compute_dtype(layer: nn.Module) -> torch.dtype:
+    if _is_bnb(layer):
+        return getattr(layer, "compute_dtype", None) or torch.float32
+    return layer.weight.dtype
+
+
+def _dense_weight(layer: nn.Module) -> torch.Tensor:
+    """``(out, in)`` weight of a linear layer, dequantized when it is a bitsandbytes layer."""
+    if not _is_bnb(layer):
+        return layer.weight
+    from peft.utils.integrations import dequantize_bnb_weight
+
+    layer.state_dict()  # bitsandbytes restores its standard layout here if CPU inference re-packed the weight
+    return dequantize_bnb_weight(layer.weight, state=getattr(layer, "state", None))

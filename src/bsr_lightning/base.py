@@ -1,0 +1,93 @@
+"""``BackboneModule``: what RewardModel, SFTModel and RLOOPolicy share.
+
+It owns the tokenizer and the backbone's wrapping (gradient checkpointing, LoRA, QLoRA), refuses strategies that
+cannot shard adapters or quantized weights, keeps LoRA checkpoints to the trainable weights, stores every argument
+as plain data (so checkpoints rebuild the module without pickled code) and builds the optimizer.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import ClassVar
+
+import lightning as L
+from torch import nn
+
+from bsr_lightning.args import Backbone, Optimization
+from bsr_lightning.backbones.adapters import apply_lora
+from bsr_lightning.backbones.sharding import check_strategy
+from bsr_lightning.backbones.tokenizers import load_tokenizer
+from bsr_lightning.class_paths import plain
+from bsr_lightning.training.optim import build_optimizer
+
+
+class BackboneModule(L.LightningModule):
+    """Base class of the package's LightningModules.
+
+    Subclasses call ``super().__init__(backbone, optimization)``, load their model with ``self.backbone_args`` and
+    pass it to :meth:`wrap_backbone`, then call :meth:`store_hparams`.
+
+    Args:
+        backbone: the model and how it is loaded.
+        optimization: optimizer, schedule and clipping; None takes the subclass's ``default_optimization``.
+    """
+
+    default_optimization: ClassVar[dict] = {}
+
+    def __init__(self, backbone: Backbone, optimization: Optimization | None = None) -> None:
+        super().__init__()
+        self.backbone_args = backbone
+        self.optimization = optimization if optimization is not None else Optimization(**self.default_optimization)
+        self.tokenizer = load_tokenizer(backbone.name, backbone.chat_template, backbone.trust_remote_code)
+
+    def wrap_backbone(self, model: nn.Module, modules_to_save: list[str] | None = None) -> nn.Module:
+        """LoRA adapters (only they, and ``modules_to_save``, train) and gradient checkpointing, as configured."""
+        args = self.backbone_args
+        model = apply_lora(model, args.lora, modules_to_save, quantized=args.quantization is not None)
+        if args.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        return model.train()  # from_pretrained returns eval mode; Lightning switches modes per stage from here
+
+    def store_hparams(self, **resolved) -> None:
+        """Save the caller's init arguments as plain data, with ``resolved`` values (defaults filled in) replacing
+        the given ones."""
+        self.save_hyperparameters(frame=inspect.currentframe().f_back)
+        self.hparams.update(backbone=self.backbone_args, optimization=self.optimization, **resolved)
+        for key, value in list(self.hparams.items()):
+            self.hparams[key] = plain(value)
+
+    def setup(self, stage: str) -> None:
+        check_strategy(self._trainer, self.backbone_args.quantization, self.backbone_args.lora)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """With LoRA, keep only the trainable weights (adapters, score head): the frozen, possibly quantized base is
+        rebuilt from ``backbone.name`` on load, so an 8B QLoRA checkpoint is tens of MB."""
+        if self.backbone_args.lora is not None:
+            trainable = {n for n, p in self.named_parameters() if p.requires_grad}
+            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Refuse a LoRA checkpoint that misses a trainable weight."""
+        if self.backbone_args.lora is None:
+            return
+        self.strict_loading = False  # the frozen base is not in the checkpoint
+        missing = sorted(n for n, p in self.named_parameters() if p.requires_grad and n not in checkpoint["state_dict"])
+        if missing:
+            raise KeyError(f"Checkpoint lacks {len(missing)} trainable LoRA/head weights (first: {missing[0]}); was it "
+                           "written with the same `lora` settings?")
+
+    def optimizer_steps_per_batch(self) -> int:
+        """Optimizer steps per training batch (RLOO takes several)."""
+        return 1
+
+    def configure_optimizers(self) -> dict:
+        total = self.trainer.estimated_stepping_batches
+        if self.trainer.max_steps in (-1, None):  # counted in batches: convert to optimizer steps
+            total *= self.optimizer_steps_per_batch()
+        return build_optimizer(self, self.optimization, int(total))
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """``optimization.max_grad_norm`` when set, else the trainer's ``gradient_clip_val``."""
+        if self.optimization.max_grad_norm is not None:
+            gradient_clip_val, gradient_clip_algorithm = self.optimization.max_grad_norm, "norm"
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)

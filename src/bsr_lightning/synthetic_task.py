@@ -1,0 +1,98 @@
+"""A generated preference task whose gold reward is computable for any text (a leaf module: stdlib only).
+
+Prompts ask for advice on a topic. :func:`gold_reward` scores any response to such a prompt: it rewards staying on
+the prompt's topic, politeness and concrete tips, and penalizes rudeness, other topics and verbosity. Pairs are
+sampled deterministically from a seed; the chosen response is the one with the higher gold reward, so held-out
+accuracy against gold means something, and a policy's text can be scored by the same gold (RLOO demos).
+
+Used by the tiny offline model (:mod:`bsr_lightning.backbones.tiny`, its vocabulary) and by the DataModules of
+:mod:`bsr_lightning.data.synthetic`.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+TOPICS = ("baking", "chess", "cycling", "gardening", "guitar", "hiking", "painting", "photography", "python",
+          "running", "sailing", "swimming", "tennis", "yoga", "knitting", "astronomy", "camping", "cooking",
+          "dancing", "fishing", "journaling", "meditation", "pottery", "singing")
+PROMPTS = ("How do I get started with {t}?", "Can you give me some advice about {t}?",
+           "What should a beginner know about {t}?", "I want to get better at {t}. Any tips?")
+POLITE = ("Happy to help!", "Great question.", "Sure, glad you asked.")
+RUDE = ("That is a stupid question.", "Figure it out yourself.", "Honestly, this is a waste of time.")
+TOPIC_LINES = ("Here is what matters most in {t}.", "With {t}, a steady routine pays off.",
+               "Many people enjoy {t} once they know the basics.")
+TIPS = ("Start with small steps.", "Practice a little every day.", "Find a friend to learn with.",
+        "Keep notes on your progress.")
+FILLER = ("Some people say many things.", "There are lots of opinions out there.", "It depends on various factors.",
+          "Things can be different for everyone.")
+_WORDS = re.compile(r"[a-z']+")
+
+
+def prompt_topic(prompt: str) -> str | None:
+    """The topic a prompt asks about (the first topic word in it), or None."""
+    words = set(_WORDS.findall(prompt.lower()))
+    return next((t for t in TOPICS if t in words), None)
+
+
+def gold_reward(prompt: str, response: str) -> float:
+    """The task's true reward of ``response`` to ``prompt``; defined for any text.
+
+    ``+2`` on the prompt's topic, ``-1`` per other topic named, ``+1`` polite, ``-2`` rude, ``+0.5`` per distinct tip
+    (at most 2), ``-0.05`` per word beyond 30.
+    """
+    text = response.lower()
+    words = _WORDS.findall(text)
+    topic = prompt_topic(prompt)
+    score = 2.0 * (topic is not None and topic in words)
+    score -= 1.0 * sum(t in words for t in TOPICS if t != topic)
+    score += 1.0 * any(p.lower() in text for p in POLITE)
+    score -= 2.0 * any(r.lower() in text for r in RUDE)
+    score += 0.5 * min(2, sum(tip.lower() in text for tip in TIPS))
+    score -= 0.05 * max(0, len(words) - 30)
+    return round(score, 4)
+
+
+def _response(rng: random.Random, topic: str) -> str:
+    parts = []
+    tone = rng.choice(("polite", "rude", "neutral"))
+    if tone != "neutral":
+        parts.append(rng.choice(POLITE if tone == "polite" else RUDE))
+    focus = rng.choice(("on", "on", "off", "none"))
+    if focus != "none":
+        subject = topic if focus == "on" else rng.choice([t for t in TOPICS if t != topic])
+        parts.append(rng.choice(TOPIC_LINES).format(t=subject))
+    parts += rng.sample(TIPS, rng.randint(0, 3))
+    parts += rng.sample(FILLER, rng.choice((0, 0, 1, 2, 4)))
+    return " ".join(parts) or "I am not sure."
+
+
+def generate_preference_rows(num_pairs: int, seed: int = 0) -> list[dict]:
+    """``num_pairs`` rows ``{prompt, chosen, rejected, chosen_gold, rejected_gold}``, deterministic in ``seed``."""
+    rng = random.Random(seed)
+    rows = []
+    while len(rows) < num_pairs:
+        topic = rng.choice(TOPICS)
+        prompt = rng.choice(PROMPTS).format(t=topic)
+        a, b = _response(rng, topic), _response(rng, topic)
+        ga, gb = gold_reward(prompt, a), gold_reward(prompt, b)
+        if ga == gb:
+            continue
+        (chosen, gc), (rejected, gr) = sorted(((a, ga), (b, gb)), key=lambda x: -x[1])
+        rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, "chosen_gold": gc,
+                     "rejected_gold": gr})
+    return rows
+
+
+def vocabulary() -> list[str]:
+    """Every whitespace-separated word the task can produce, sorted (the tiny model's word-level vocabulary)."""
+    texts = [*POLITE, *RUDE, *TIPS, *FILLER, "I am not sure."]
+    for template in (*PROMPTS, *TOPIC_LINES):
+        texts += [template.format(t=topic) for topic in TOPICS]
+    return sorted({word for text in texts for word in text.split()})
+
+
+def all_prompts() -> list[str]:
+    """The ``len(TOPICS) * len(PROMPTS)`` distinct prompts of the task."""
+    return [p.format(t=t) for t in TOPICS for p in PROMPTS]

@@ -1,0 +1,62 @@
+"""Rebuild a LightningModule from its checkpoint (for ``export``, ``evaluate --model X.ckpt`` and RLOO reward models),
+and the ``export`` command.
+
+Only plain data is read (``torch.load(weights_only=True)``) and only the types a module's signature expects are
+instantiated: the checkpoint's ``_class_path`` must name a :class:`~bsr_lightning.base.BackboneModule`, and every
+nested ``{class_path, init_args}`` must name a subclass of its parameter's type (jsonargparse checks it).
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import torch
+from jsonargparse import ArgumentParser
+
+from bsr_lightning.backbones.export import export_module
+from bsr_lightning.base import BackboneModule
+from bsr_lightning.class_paths import import_subclass
+
+
+def read_checkpoint(ckpt_path: str) -> dict:
+    """The checkpoint dict of a ``.ckpt`` file, or of a sharded (FSDP/FSDP2, one file per rank) checkpoint directory,
+    consolidated into full weights."""
+    if Path(ckpt_path).is_dir():
+        from lightning.fabric.utilities.load import _load_distributed_checkpoint
+
+        return _load_distributed_checkpoint(Path(ckpt_path))
+    return torch.load(ckpt_path, map_location="cpu", weights_only=True)
+
+
+def build_from_hparams(cls: type[BackboneModule], hparams: dict) -> BackboneModule:
+    """Instantiate ``cls`` from its saved hyperparameters, type-checked against its signature."""
+    params = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(cls, "module", fail_untyped=False)
+    config = parser.parse_object({"module": {k: v for k, v in hparams.items() if k in params}})
+    return parser.instantiate_classes(config).module
+
+
+def load_module_from_checkpoint(ckpt_path: str) -> BackboneModule:
+    """Rebuild the LightningModule stored in ``ckpt_path`` with its weights, on CPU, in eval mode."""
+    checkpoint = read_checkpoint(ckpt_path)
+    hparams = dict(checkpoint["hyper_parameters"])
+    class_path = hparams.pop("_class_path", None) or "bsr_lightning.RewardModel"
+    cls = import_subclass(class_path, BackboneModule, f"{ckpt_path}: hyper_parameters._class_path")
+    module = build_from_hparams(cls, hparams)
+    module.on_load_checkpoint(checkpoint)
+    module.load_state_dict(checkpoint["state_dict"], strict=module.strict_loading)
+    return module.eval()
+
+
+def export(ckpt_path: str, output_dir: str) -> Path:
+    """Export the model in a Lightning checkpoint to a Hugging Face directory.
+
+    Args:
+        ckpt_path: a checkpoint written by ``fit``.
+        output_dir: the directory to write; replaced atomically if it exists.
+    """
+    path = export_module(load_module_from_checkpoint(ckpt_path), output_dir)
+    print(f"Exported {ckpt_path} to {path}")
+    return path
