@@ -112,3 +112,31 @@ def test_bad_data_stops_before_training_without_checkpoint(tiny_bert, tmp_path):
     assert not list(tmp_path.rglob("*.ckpt"))
     cli = cli_main(fit_args(tiny_bert, data, tmp_path, "--data.bad_rows", "skip", "--trainer.max_steps", "1"))
     assert cli.trainer.global_step == 1
+
+
+def test_a_users_hidden_state_regularizer_trains_from_the_cli(tiny_llama, synthetic_jsonl, tmp_path):
+    cli = cli_main(fit_args(tiny_llama, synthetic_jsonl, tmp_path, "--model.regularizer",
+                            "user_regularizers.HiddenNormPenalty", "--model.regularizer.weight", "0.01"))
+    seen = cli.model.regularizer.seen
+    hidden_size = cli.model.backbone.config.hidden_size  # 32
+    train_calls = [s for s in seen if s[2]]  # training batches carry gradients; validation ones do not
+    assert len(train_calls) == 3 and all(s[:2] == ((4, hidden_size), (4, hidden_size)) for s in train_calls)
+    metrics = list(csv.DictReader(open(next(tmp_path.rglob("metrics.csv")))))
+    penalties = [float(r["train/penalty_step"]) for r in metrics if r.get("train/penalty_step")]
+    assert len(penalties) == 3 and all(p > 0 for p in penalties)
+    module = load_module_from_checkpoint(str(checkpoint_of(tmp_path)))
+    assert type(module.regularizer).__name__ == "HiddenNormPenalty" and module.regularizer.weight == 0.01
+
+
+def test_a_checkpoint_cannot_name_arbitrary_classes(tiny_llama, synthetic_jsonl, tmp_path):
+    cli_main(fit_args(tiny_llama, synthetic_jsonl, tmp_path))
+    checkpoint = torch.load(checkpoint_of(tmp_path), weights_only=True)
+    marker = tmp_path / "owned"
+    popen = {"class_path": "subprocess.Popen", "init_args": {"args": f"touch {marker}", "shell": True}}
+    for name, change in (("top", {"_class_path": "subprocess.Popen", "args": f"touch {marker}", "shell": True}),
+                         ("nested", {"regularizer": popen})):
+        evil = tmp_path / f"{name}.ckpt"
+        torch.save({**checkpoint, "hyper_parameters": {**checkpoint["hyper_parameters"], **change}}, evil)
+        with pytest.raises(ValueError, match="subprocess.Popen|Popen"):
+            load_module_from_checkpoint(str(evil))
+    assert not marker.exists()

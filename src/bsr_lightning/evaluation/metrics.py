@@ -1,4 +1,5 @@
-"""The paper's evaluation numbers as plain functions of score arrays (hand-checkable; see tests)."""
+"""The paper's evaluation numbers as plain functions of score arrays; the ``evaluate`` formats
+(:mod:`bsr_lightning.evaluation.evaluators`) fold them into running metrics."""
 
 from __future__ import annotations
 
@@ -15,19 +16,6 @@ REWARDBENCH_SECTIONS = {
                "donotanswer"],
     "Reasoning": ["math-prm", "hep-cpp", "hep-go", "hep-java", "hep-js", "hep-python", "hep-rust"],
 }
-
-
-def pair_accuracy(chosen: np.ndarray, rejected: np.ndarray) -> float:
-    """Fraction of pairs with ``chosen > rejected``; ties count as wrong."""
-    return float(np.mean(np.asarray(chosen) > np.asarray(rejected)))
-
-
-def rewardbench_sections(correct: np.ndarray, subsets: list[str]) -> dict[str, float]:
-    """RewardBench section scores from per-example ``correct`` flags and their ``subsets``; see
-    :func:`rewardbench_from_counts`."""
-    correct, subsets = np.asarray(correct, dtype=float), np.asarray(subsets).astype(str)
-    return rewardbench_from_counts({s: (float(correct[subsets == s].sum()), int(np.sum(subsets == s)))
-                                    for s in set(subsets.tolist())})
 
 
 def rewardbench_from_counts(counts: dict[str, tuple[float, int]]) -> dict[str, float]:
@@ -87,17 +75,6 @@ def best_of_n_regret(predicted, gold) -> float:
     """Gold score of the best response minus the gold score of the response the model ranks first."""
     predicted, gold = np.asarray(predicted, float), np.asarray(gold, float)
     return float(gold.max() - gold[int(np.argmax(predicted))])
-
-
-def multi_response_metrics(predicted: list, gold: list) -> dict[str, float]:
-    """Per-prompt Kendall tau-b, Spearman rho and best-of-n regret, averaged over prompts ignoring NaN."""
-    taus = [kendall_tau_b(p, g) for p, g in zip(predicted, gold, strict=True)]
-    rhos = [spearman_rho(p, g) for p, g in zip(predicted, gold, strict=True)]
-    regrets = [best_of_n_regret(p, g) for p, g in zip(predicted, gold, strict=True)]
-    return {"kendall_tau": float(np.nanmean(taus)) if not np.all(np.isnan(taus)) else float("nan"),
-            "spearman_rho": float(np.nanmean(rhos)) if not np.all(np.isnan(rhos)) else float("nan"),
-            "best_of_n_regret": float(np.mean(regrets)), "prompts": len(taus),
-            "prompts_with_nan_tau": int(np.sum(np.isnan(taus)))}
 
 
 def rmbench_matrix(chosen: np.ndarray, rejected: np.ndarray) -> np.ndarray:

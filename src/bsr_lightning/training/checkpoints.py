@@ -9,6 +9,7 @@ nested ``{class_path, init_args}`` must name a subclass of its parameter's type 
 from __future__ import annotations
 
 import inspect
+from argparse import ArgumentError
 from pathlib import Path
 
 import torch
@@ -29,12 +30,19 @@ def read_checkpoint(ckpt_path: str) -> dict:
     return torch.load(ckpt_path, map_location="cpu", weights_only=True)
 
 
-def build_from_hparams(cls: type[BackboneModule], hparams: dict) -> BackboneModule:
-    """Instantiate ``cls`` from its saved hyperparameters, type-checked against its signature."""
+def build_from_hparams(cls: type[BackboneModule], hparams: dict, where: str = "checkpoint") -> BackboneModule:
+    """Instantiate ``cls`` from its saved hyperparameters, type-checked against its signature: a nested
+    ``class_path`` that does not subclass its parameter's type stops with a ``ValueError`` naming it."""
     params = set(inspect.signature(cls.__init__).parameters) - {"self"}
     parser = ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(cls, "module", fail_untyped=False)
-    config = parser.parse_object({"module": {k: v for k, v in hparams.items() if k in params}})
+    try:
+        config = parser.parse_object({"module": {k: v for k, v in hparams.items() if k in params}})
+    except ArgumentError as err:
+        lines = [line.strip(" -") for line in str(err).splitlines() if line.strip()]
+        reason = next((line for line in lines if "does not correspond" in line), lines[-1])
+        raise ValueError(f"{where}: its hyper-parameters do not fit {cls.__name__} ({lines[0]} {reason}). "
+                         "Only the classes a module's signature expects are built from a checkpoint.") from None
     return parser.instantiate_classes(config).module
 
 
@@ -44,7 +52,7 @@ def load_module_from_checkpoint(ckpt_path: str) -> BackboneModule:
     hparams = dict(checkpoint["hyper_parameters"])
     class_path = hparams.pop("_class_path", None) or "bsr_lightning.RewardModel"
     cls = import_subclass(class_path, BackboneModule, f"{ckpt_path}: hyper_parameters._class_path")
-    module = build_from_hparams(cls, hparams)
+    module = build_from_hparams(cls, hparams, ckpt_path)
     module.on_load_checkpoint(checkpoint)
     module.load_state_dict(checkpoint["state_dict"], strict=module.strict_loading)
     return module.eval()
