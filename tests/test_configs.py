@@ -31,10 +31,13 @@ def test_config_parses(path: Path):
     cli = BSRLightningCLI(args=["--config", str(path), *CPU, *policy], run=False)  # run=False: no subcommand
     config = cli.config
     assert config.model.class_path.startswith("bsr_lightning.")
-    if "skywork" in rel:
+    if rel == "configs/reward/llama3_8b_skywork_bsr.yaml":  # the seed's recipe: BSR over 16 pairs per device
         assert config.model.init_args.optimization.lr == 2e-6 and config.data.init_args.max_length == 2048
         assert config.model.init_args.regularizer.init_args.weight == 1e-3
-        assert type(cli.model.regularizer).__name__ == "BatchSumToZero"
+        assert type(cli.model.regularizer).__name__ == "BatchSumToZero" and cli.model.regularizer.scope == "device"
+        assert config.data.init_args.batch_size == 16 and config.trainer.accumulate_grad_batches == 1
+        assert config.model.init_args.optimization.optimizer == "bitsandbytes.optim.PagedAdamW8bit"
+        assert config.seed_everything == 90
 
 
 @pytest.mark.parametrize("path", [p for p in CONFIGS if "strategy:\n" in p.read_text()], ids=lambda p: p.name)

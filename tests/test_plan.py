@@ -51,3 +51,12 @@ def test_nf4_shrinks_the_decoder_weights_and_rloo_counts_the_policy():
                     "--model.init_args.reward.import_path", "reward_fns:length_words"])
     assert got["parameters"] == sum(p.numel() for p in policy.parameters())
     assert got["gib_per_device"]["kv_cache"] > 0 and got["notes"]  # the function reward is named as uncounted
+
+
+def test_plan_counts_8bit_optimizer_states():
+    adamw = plan()
+    paged = plan("--model.init_args.optimization.optimizer", "bitsandbytes.optim.PagedAdamW8bit")
+    # fp32 AdamW: two 4-byte moments; 8-bit: two 1-byte codes + a float32 scale per 256 values
+    ratio = paged["gib_per_device"]["optimizer_states"] / adamw["gib_per_device"]["optimizer_states"]
+    assert ratio == pytest.approx(2 * (1 + 4 / 256) / 8)
+    assert paged["gib_per_device"]["weights"] == adamw["gib_per_device"]["weights"]

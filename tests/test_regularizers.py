@@ -98,3 +98,14 @@ def test_two_argument_hooks_of_user_subclasses_keep_working():
 def test_repr_names_arguments():
     assert repr(BatchSumToZero(0.5)) == "BatchSumToZero(weight=0.5, scope='device')"
     assert isinstance(LogitNorm(), Regularizer)
+
+
+def test_bsr_warns_once_on_micro_batches_of_fewer_than_four_pairs():
+    bsr = BatchSumToZero(weight=1.0)
+    with pytest.warns(UserWarning, match=r"1 pair\(s\) per device batch.*per-pair reward centering.*scope: global"):
+        penalty = bsr.penalty(pair([3.0], [1.0]))
+    assert penalty.item() == pytest.approx(4.0)  # B = 1: ((3 + 1) / 2) ** 2, what the warning says it reduces to
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bsr.penalty(pair([3.0], [1.0]))  # once only
+        BatchSumToZero().penalty(pair([1.0] * 4, [0.0] * 4))  # 4 pairs: no warning

@@ -6,7 +6,9 @@ and the LoRA adapters applied, so the parameter counts are exact. Memory is an e
 
 * weights: ``backbone.dtype`` bytes per parameter (fp32 when unset); with ``nf4`` the decoder's linear weights take
   0.5 byte + 0.127 bit of double-quantized scales, with ``int8`` 1 byte + a float per row;
-* gradients and AdamW's two moments: for trainable parameters, in the parameters' dtype;
+* gradients (in the parameters' dtype) and optimizer states for trainable parameters: AdamW's two moments in the
+  parameters' dtype, bitsandbytes' 8-bit optimizers (``PagedAdamW8bit``, ``AdamW8bit``) two 1-byte codes plus a
+  float32 scale per 256-value block, SGD one momentum (:func:`optimizer_state_bytes`);
 * FSDP (``FULL_SHARD``) divides weights, gradients and optimizer states by the number of devices (nodes x devices);
   ``SHARD_GRAD_OP`` divides gradients and optimizer states; DDP divides nothing;
 * activations for one micro-batch (reward model: 2 x batch_size sequences of max_length; RLOO: prompts x k of
@@ -94,6 +96,21 @@ def shard_factors(trainer: Namespace) -> tuple[int, float, float]:
     return world, 1, 1
 
 
+def optimizer_state_bytes(optimizer: str, dtype_bytes: int) -> float:
+    """Optimizer-state bytes per trainable parameter for the optimizer class path ``optimizer``."""
+    name = optimizer.rpartition(".")[2].lower()
+    if name.endswith("8bit"):
+        return 2 * (1 + 4 / 256)  # bitsandbytes: blockwise-quantized moments, one float32 absmax per 256 values
+    if name == "sgd":
+        return dtype_bytes  # momentum (none without it: an upper bound)
+    return 2 * dtype_bytes  # Adam-style: two moments
+
+
+def _optimizer_path(init: Namespace) -> str:
+    optimization = init.get("optimization")
+    return optimization.optimizer if optimization is not None else "torch.optim.AdamW"
+
+
 def memory_plan(config: Namespace) -> dict:
     """Parameter counts and the per-device memory estimate (GiB) of a parsed ``fit`` config."""
     init, data = config.model.init_args, config.data.init_args
@@ -117,7 +134,7 @@ def memory_plan(config: Namespace) -> dict:
     parts = {
         "weights": weight_bytes(model, dtype_bytes, backbone.quantization) / weight_div,
         "gradients": trainable * dtype_bytes / state_div,
-        "optimizer_states": 2 * trainable * dtype_bytes / state_div,
+        "optimizer_states": trainable * optimizer_state_bytes(_optimizer_path(init), dtype_bytes) / state_div,
         "activations": activation_bytes(hf_config, sequences, length, compute_bytes, checkpointing, causal),
     }
     notes = []
@@ -160,7 +177,8 @@ def _reward_bytes(reward_model: str) -> float | None:
         return None
     with torch.device("meta"):
         count = sum(p.numel() for p in AutoModelForSequenceClassification.from_config(config).parameters())
-    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    saved = config.to_dict()
+    dtype = saved.get("dtype") or saved.get("torch_dtype")
     return count * DTYPE_BYTES.get(str(dtype).removeprefix("torch.") if dtype is not None else None, 4)
 
 

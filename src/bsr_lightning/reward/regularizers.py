@@ -91,7 +91,7 @@ class Regularizer:
         return out.chosen.new_zeros(())
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({args})"
 
 
@@ -121,18 +121,32 @@ class BatchSumToZero(Regularizer):
             all-gathers the rewards of every device (with gradient) and uses the global ``B`` and mean.
     """
 
+    MIN_PAIRS = 4  # below this, the "batch" mean is too few rewards to centre a batch: warn once
+
     def __init__(self, weight: float = 1e-3, scope: Literal["device", "global"] = "device") -> None:
         if scope not in ("device", "global"):
             raise ValueError(f"BatchSumToZero scope must be 'device' or 'global', got {scope!r}.")
         self.weight = weight
         self.scope = scope
+        self._warned = False
 
     def penalty(self, out: PairOutputs) -> Tensor:
         rewards = out.rewards  # (2B,)
         if self.scope == "global":
             rewards = _gather_with_grad(rewards)
         num_pairs = rewards.numel() // 2
+        if num_pairs < self.MIN_PAIRS and not self._warned:
+            self._warn_small_batch(num_pairs)
         return self.weight * num_pairs * rewards.mean() ** 2
+
+    def _warn_small_batch(self, num_pairs: int) -> None:
+        self._warned = True
+        warnings.warn(
+            f"BatchSumToZero sees {num_pairs} pair(s) per {self.scope} batch: with B=1 its penalty is "
+            f"weight * ((c + r) / 2) ** 2, per-pair reward centering, and with a few pairs little more; it is not the "
+            f"batch-wise sum-to-zero of Hong et al. (16 pairs per device). Raise `data.batch_size` (gradient "
+            f"accumulation does not help: the mean is per micro-batch), or set `scope: global` to pool every device's "
+            f"rewards.", UserWarning, stacklevel=3)
 
 
 class LogitNorm(Regularizer):
