@@ -60,3 +60,19 @@ def test_plan_counts_8bit_optimizer_states():
     ratio = paged["gib_per_device"]["optimizer_states"] / adamw["gib_per_device"]["optimizer_states"]
     assert ratio == pytest.approx(2 * (1 + 4 / 256) / 8)
     assert paged["gib_per_device"]["weights"] == adamw["gib_per_device"]["weights"]
+
+
+def test_the_seed_reward_recipe_fits_eight_80gb_gpus(tmp_path):
+    """configs/reward/llama3_8b_skywork_bsr.yaml with Llama-3.1-8B's shapes (config only, built on the meta device)."""
+    from transformers import LlamaConfig
+
+    from bsr_lightning.backbones.tokenizers import load_tokenizer
+
+    LlamaConfig(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                num_attention_heads=32, num_key_value_heads=8).save_pretrained(tmp_path)
+    load_tokenizer("tiny:synthetic").save_pretrained(tmp_path)
+    got = cli_main(["plan", "--config", str(REPO / "configs/reward/llama3_8b_skywork_bsr.yaml"),
+                    "--model.init_args.backbone.name", str(tmp_path)])
+    assert 7.4e9 < got["parameters"] < 7.6e9 and got["world_size"] == 8
+    assert got["micro_batch"] == {"sequences": 32, "length": 2048}  # 16 pairs per device, chosen + rejected
+    assert got["total_gib_per_device"] < 0.85 * 80
