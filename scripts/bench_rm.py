@@ -41,7 +41,7 @@ def datamodule(args):
 
     dm = PreferenceDataModule(path=args.data, tokenizer=MODEL, val_fraction=0.1, max_length=args.max_length,
                               overlong="drop", batch_size=args.batch_size, eval_batch_size=64, group_by_length=True,
-                              seed=0, max_pairs=args.max_pairs)
+                              seed=0, max_pairs=args.max_pairs, bad_rows="skip")
     dm.setup("fit")
     return dm
 

@@ -40,7 +40,7 @@ def test_three_formats_normalize_to_the_same_pair(row):
 @pytest.mark.parametrize("row, problem", [
     ({"chosen": "a"}, "missing column 'rejected'"),
     ({"chosen": 3, "rejected": "b"}, "column 'chosen' must be a string, got int"),
-    ({"chosen": "  ", "rejected": "b"}, "column 'chosen' is empty"),
+    ({"chosen": "  ", "rejected": "b"}, "empty value in column 'chosen'"),
     ({"prompt": "p", "chosen": "same", "rejected": "same"}, "identical"),
     ({"prompt": "p", "chosen": [{"role": "bot", "content": "x"}], "rejected": "y"}, "role 'bot'"),
     ({"prompt": "p", "chosen": [{"role": "user", "content": "x"}], "rejected": "y"}, "end with an assistant"),
@@ -88,10 +88,17 @@ def test_missing_file_says_so(tmp_path):
         list(iter_raw_rows(str(tmp_path / "nope.jsonl")))
 
 
-def test_real_hh_rlhf_rows_parse():
-    pairs = collect_pairs(iter_raw_rows(str(HH_DATA)))
-    assert len(pairs) == 2312
-    assert all(p.chosen[-1]["role"] == "assistant" and p.prompt[0]["role"] == "user" for p in pairs)
+def test_real_hh_rlhf_rows_parse_and_turn_order_breaks_are_found(caplog):
+    with pytest.raises(RowError, match=r"jsonl.gz:668: 'chosen': turns must alternate.*assistant -> assistant"):
+        collect_pairs(iter_raw_rows(str(HH_DATA)))
+    with caplog.at_level("WARNING"):
+        pairs = collect_pairs(iter_raw_rows(str(HH_DATA)), "skip", "hh")
+    # 9 of the 2,312 transcripts have two assistant turns in a row: bad rows, counted, not trained on
+    assert len(pairs) == 2312 - 9 and "skipped 9 bad rows of 2312" in caplog.text
+    for p in pairs:
+        roles = [m["role"] for m in p.prompt + p.chosen]
+        assert roles[0] == "user" and roles[-1] == "assistant"
+        assert all(a != b for a, b in zip(roles, roles[1:], strict=False))
 
 
 def test_overlong_policies_count_and_keep_special_tokens(tiny_bert):

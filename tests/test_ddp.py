@@ -14,7 +14,7 @@ from conftest import REPO
 WEIGHT = 0.1
 
 
-def run_two_processes(model: str, root, strategy: list[str]):
+def run_two_processes(model: str, root, strategy: list[str], extra: tuple[str, ...] = ()):
     from bsr_lightning.synthetic_task import generate_preference_rows
     from conftest import write_jsonl
 
@@ -32,7 +32,7 @@ def run_two_processes(model: str, root, strategy: list[str]):
             "--trainer.callbacks+=bsr_lightning.training.callbacks.ExportOnFitEnd",
             "--trainer.callbacks.output_dir", str(root / "export"),
             "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
-            "--trainer.callbacks.dirpath", str(root / "ckpt"), "--trainer.callbacks.save_last", "true"]
+            "--trainer.callbacks.dirpath", str(root / "ckpt"), "--trainer.callbacks.save_last", "true", *extra]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -112,3 +112,17 @@ def test_fsdp2_sharded_checkpoint_exports_the_full_model(fsdp2_run, tmp_path):
                                for p in (tmp_path / "export", root / "export"))
     assert from_shards.keys() == at_fit_end.keys()
     assert all(torch.equal(from_shards[k], at_fit_end[k]) for k in from_shards)
+
+
+def test_a_nan_on_one_rank_is_skipped_on_every_rank_without_a_hang(tiny_llama, tmp_path):
+    """on_nonfinite: skip under DDP: rank 0 alone sees a NaN penalty at its second batch; both ranks skip that batch
+    together (a rank skipping alone would leave the other waiting in the gradient all-reduce until the timeout): a
+    zero loss keeps DDP's all-reduce in step, and the gradients are dropped so the optimizer leaves the weights."""
+    root, steps = run_two_processes(tiny_llama, tmp_path, ["--trainer.strategy", "ddp"],
+                                    ("--model.regularizer", "ddp_helpers.NaNOnRankZero", "--model.on_nonfinite",
+                                     "skip", "--trainer.max_epochs", "1"))
+    for rank in (0, 1):
+        assert steps[rank][-1]["skipped"] == 1
+        assert steps[rank][0]["skipped"] == 0 and steps[rank][1]["skipped"] == 1
+    w0, w1 = (torch.load(root / f"weights_rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert all(torch.equal(w0[k], w1[k]) and torch.isfinite(w0[k]).all() for k in w0)

@@ -130,7 +130,7 @@ def test_prompts_from_preference_data_are_left_padded_user_turns():
     from bsr_lightning.backbones.tokenizers import load_tokenizer
 
     data = PromptDataModule(path=str(HH_DATA), tokenizer="tiny:synthetic", max_length=64, batch_size=4,
-                            max_rows=200)
+                            max_rows=200, bad_rows="skip")  # 9 HH transcripts repeat an assistant turn
     data.setup("fit")
     counts = data.counts
     kept = len(data.datasets["train"]) + len(data.datasets.get("val", []))

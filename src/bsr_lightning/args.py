@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from bsr_lightning.errors import ConfigError, check
+
 Quantization = Literal["nf4", "int8"]
 Schedule = Literal["constant", "linear", "cosine"]
 DType = Literal["float32", "bfloat16", "float16"]
@@ -67,9 +69,9 @@ class Backbone:
         if isinstance(self.lora, dict):  # as stored in checkpoints
             self.lora = LoRA(**self.lora)
         if self.quantization is not None and self.quantization not in ("nf4", "int8"):
-            raise ValueError(f"backbone.quantization must be 'nf4', 'int8' or null, got {self.quantization!r}.")
+            raise ConfigError(f"backbone.quantization must be 'nf4', 'int8' or null, got {self.quantization!r}.")
         if self.quantization is not None and self.lora is None:
-            raise ValueError(f"backbone.quantization={self.quantization!r} needs LoRA adapters: quantized weights are "
+            raise ConfigError(f"backbone.quantization={self.quantization!r} needs LoRA adapters: quantized weights are "
                              "frozen. Add `lora: {r: 16, alpha: 32}` to the backbone, or drop `quantization`.")
 
 
@@ -98,9 +100,13 @@ class Optimization:
 
     def __post_init__(self) -> None:
         if self.schedule not in ("constant", "linear", "cosine"):
-            raise ValueError(f"optimization.schedule must be 'constant', 'linear' or 'cosine', got {self.schedule!r}.")
+            raise ConfigError(f"optimization.schedule must be 'constant', 'linear' or 'cosine', got {self.schedule!r}.")
         if not 0.0 <= self.warmup_ratio < 1.0:
-            raise ValueError(f"optimization.warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
+            raise ConfigError(f"optimization.warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
+        check(self.lr > 0, "optimization.lr", f"must be positive, got {self.lr}.")
+        check(self.weight_decay >= 0, "optimization.weight_decay", f"must be 0 or more, got {self.weight_decay}.")
+        check(self.max_grad_norm is None or self.max_grad_norm > 0, "optimization.max_grad_norm",
+              f"must be positive or null, got {self.max_grad_norm}.")
         self.betas = tuple(self.betas)
 
 
@@ -122,6 +128,8 @@ class Sampling:
 
     def __post_init__(self) -> None:
         if self.k < 2:
-            raise ValueError(f"RLOO needs sampling.k >= 2 completions per prompt, got k={self.k}.")
+            raise ConfigError(f"RLOO needs sampling.k >= 2 completions per prompt, got k={self.k}.")
         if self.max_new_tokens < 1:
-            raise ValueError(f"sampling.max_new_tokens must be at least 1, got {self.max_new_tokens}.")
+            raise ConfigError(f"sampling.max_new_tokens must be at least 1, got {self.max_new_tokens}.")
+        check(self.temperature >= 0, "sampling.temperature", f"must be 0 (greedy) or more, got {self.temperature}.")
+        check(0 < self.top_p <= 1, "sampling.top_p", f"must be in (0, 1], got {self.top_p}.")

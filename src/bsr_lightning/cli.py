@@ -24,12 +24,14 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from bsr_lightning.errors import TRACEBACK_ENV, PathNotFound, UserError
 from bsr_lightning.evaluation.diagnostics import diagnose
 from bsr_lightning.evaluation.evaluate import evaluate
 from bsr_lightning.experiments.scenarios import scenarios
 from bsr_lightning.experiments.sweep import sweep
 from bsr_lightning.plan import format_plan, memory_plan
 from bsr_lightning.training.checkpoints import export
+from bsr_lightning.training.paths import RESUME_IF_PRESENT, check_writable, last_checkpoints, output_paths
 
 
 class BSRLightningCLI(LightningCLI):
@@ -52,6 +54,25 @@ class BSRLightningCLI(LightningCLI):
         for checkpoints from other tools)."""
         if "weights_only" in parser.get_defaults():
             parser.set_defaults(weights_only=True)
+
+    def before_fit(self) -> None:
+        """Before any training: output directories must be writable, and ``--ckpt_path last`` must find a checkpoint
+        (``--ckpt_path last_if_present`` resumes when one exists and starts fresh otherwise)."""
+        for path, what in output_paths(self.trainer):
+            check_writable(path, what)
+        kwargs = self.config_init[self.subcommand]
+        if kwargs.get("ckpt_path") not in ("last", RESUME_IF_PRESENT):
+            return
+        found = last_checkpoints(self.trainer)
+        if kwargs["ckpt_path"] == RESUME_IF_PRESENT:
+            kwargs["ckpt_path"] = "last" if found else None
+            print(f"Resuming from {max(found, key=os.path.getmtime)}" if found else "No checkpoint yet: fresh start.")
+        elif not found:
+            dirs = sorted({str(cb.dirpath) for cb in self.trainer.checkpoint_callbacks if cb.dirpath}) or ["(none)"]
+            raise PathNotFound(f"--ckpt_path last: no last checkpoint in {', '.join(dirs)}. Resuming needs a "
+                               "ModelCheckpoint with `dirpath` and `save_last: true` in the config that wrote it. "
+                               f"Start without --ckpt_path, or pass --ckpt_path {RESUME_IF_PRESENT} to resume only "
+                               "when a checkpoint exists.")
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -143,8 +164,33 @@ COMMANDS = {"export": export_command, "evaluate": evaluate_command, "diagnose": 
             "scenarios": scenarios_command, "sweep": sweep_command, "plan": plan_command}
 
 
+def main() -> None:
+    """``python -m bsr_lightning`` and the ``bsr-lightning`` console script: a user error (bad data, a bad config
+    value, a missing path) prints one short block and exits with status 2; ``BSR_LIGHTNING_TRACEBACK=1`` shows the
+    traceback instead."""
+    try:
+        cli_main()
+    except Exception as err:
+        cause = user_error_in(err)
+        if cause is None or os.environ.get(TRACEBACK_ENV):
+            raise
+        print(f"bsr_lightning: error: {cause}\n(set {TRACEBACK_ENV}=1 for the traceback)", file=sys.stderr)
+        sys.exit(2)
+
+
+def user_error_in(err: BaseException) -> UserError | None:
+    """The :class:`UserError` behind ``err`` (jsonargparse wraps errors raised while it builds classes), or None."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, UserError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def cli_main(args: list[str] | None = None):
-    """Entry point of ``python -m bsr_lightning`` and the ``bsr-lightning`` console script."""
+    """Run a command in-process (errors propagate as exceptions); ``args`` default to ``sys.argv[1:]``."""
     argv = list(sys.argv[1:] if args is None else args)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if argv and argv[0] in COMMANDS:

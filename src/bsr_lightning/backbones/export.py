@@ -8,6 +8,8 @@ tokenizer and its chat template, and scores as the Lightning module did.
 from __future__ import annotations
 
 import copy
+import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,34 +17,51 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from bsr_lightning.files import MANIFEST, apply_umask, check_export_dir
 
-def save_pretrained_atomic(model, tokenizer, output_dir: str | Path) -> Path:
-    """``save_pretrained`` model and tokenizer into a temporary sibling directory, then rename it into place, so a
-    crash never leaves a half-written export (an existing one is replaced only once the new one is complete)."""
+
+def save_pretrained_atomic(model, tokenizer, output_dir: str | Path, overwrite: bool = False) -> Path:
+    """``save_pretrained`` model and tokenizer into ``output_dir``, never deleting a file the export did not write.
+
+    A new directory is written beside it and renamed into place (a crash leaves no half-written export). Into an
+    earlier export (it holds :data:`~bsr_lightning.files.MANIFEST`), or with ``overwrite`` into any directory, the
+    new files replace same-named ones one by one and the files the earlier export wrote but this one does not are
+    removed; every other file is kept. Modes follow the umask.
+    """
     output_dir = Path(output_dir)
+    check_export_dir(output_dir, overwrite)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        if output_dir.exists():
-            old = output_dir.with_name(f".{output_dir.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            output_dir.rename(old)
+        written = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
+        (tmp / MANIFEST).write_text(json.dumps({"files": written}, indent=1))
+        apply_umask(tmp, directory=True)
+        if not output_dir.exists():
             tmp.rename(output_dir)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(output_dir)
-    except BaseException:
+            return output_dir
+        _merge_into(tmp, output_dir, written)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return output_dir
 
 
-def export_module(module, output_dir: str | Path) -> Path:
+def _merge_into(tmp: Path, output_dir: Path, written: list[str]) -> None:
+    """Move the new export's files into an existing directory; drop only the earlier export's leftovers."""
+    manifest = output_dir / MANIFEST
+    earlier = set(json.loads(manifest.read_text())["files"]) if manifest.is_file() else set()
+    for name in [*written, MANIFEST]:  # the manifest last: it vouches for a complete export
+        (output_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp / name, output_dir / name)
+    for name in sorted(earlier - set(written)):
+        (output_dir / name).unlink(missing_ok=True)
+
+
+def export_module(module, output_dir: str | Path, overwrite: bool = False) -> Path:
     """Export a live module with ``backbone`` and ``tokenizer`` (RewardModel, SFTModel, RLOOPolicy); LoRA adapters
-    are merged into the weights."""
-    return save_pretrained_atomic(merged_for_export(module.backbone), module.tokenizer, output_dir)
+    are merged into the weights. See :func:`save_pretrained_atomic` for what happens to an existing directory."""
+    return save_pretrained_atomic(merged_for_export(module.backbone), module.tokenizer, output_dir, overwrite)
 
 
 def merged_for_export(model):

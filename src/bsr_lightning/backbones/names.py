@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import os
+from pathlib import Path
+
+from bsr_lightning.errors import PathNotFound
 
 TINY_PREFIX = "tiny:"
 PACKAGE_PREFIX = "pkg:"
@@ -20,10 +24,39 @@ def resolve_model_path(name_or_path: str) -> str:
 
         return tiny_model_path(name_or_path.removeprefix(TINY_PREFIX))
     if not name_or_path.startswith(PACKAGE_PREFIX):
-        return name_or_path
+        return check_model_path(name_or_path)
     module_name = name_or_path.removeprefix(PACKAGE_PREFIX)
     try:
         module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ValueError(f"Model {name_or_path!r}: cannot import {module_name!r}; pip install it first.") from err
+    except ImportError:
+        raise PathNotFound(f"model {name_or_path!r}: cannot import {module_name!r}; pip install it first.") from None
     return str(module.get_model_path())
+
+
+def hub_offline() -> bool:
+    return any(os.environ.get(k, "").lower() in ("1", "true", "yes", "on") for k in ("HF_HUB_OFFLINE",
+                                                                                     "TRANSFORMERS_OFFLINE"))
+
+
+def check_model_path(name_or_path: str) -> str:
+    """``name_or_path`` unchanged when it is a local path, or could be a hub id; a :class:`PathNotFound` that says
+    which path is missing (and that the hub is offline, when it is) otherwise."""
+    if Path(name_or_path).expanduser().exists():
+        return str(Path(name_or_path).expanduser())
+    local = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1 or "\\" in name_or_path
+    if local:
+        raise PathNotFound(f"model {name_or_path!r} not found: no such directory (cwd: {Path.cwd()}). Give an "
+                           "exported directory, a hub id (org/name) or pkg:MODULE.")
+    if hub_offline() and not _in_hub_cache(name_or_path):
+        raise PathNotFound(f"model {name_or_path!r}: no such local directory (cwd: {Path.cwd()}), and the hub is "
+                           "offline (HF_HUB_OFFLINE=1) with no cached copy of it as a hub id.")
+    return name_or_path
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # not a valid repo id, or no cache
+        return False

@@ -7,6 +7,7 @@ from pathlib import Path
 from transformers import AutoTokenizer
 
 from bsr_lightning.backbones.names import resolve_model_path
+from bsr_lightning.errors import PathNotFound
 
 PAD_TOKEN = "<|pad|>"
 
@@ -23,7 +24,12 @@ def load_tokenizer(name_or_path: str, chat_template: str | None = None, trust_re
         chat_template: a Jinja chat template (inline or ``.jinja`` path) replacing the tokenizer's.
         trust_remote_code: allow tokenizer code from the hub.
     """
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name_or_path), trust_remote_code=trust_remote_code)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name_or_path), trust_remote_code=trust_remote_code)
+    except PathNotFound:
+        raise
+    except OSError as err:  # transformers' "not a local folder and not a valid model identifier", network errors
+        raise PathNotFound(f"model {name_or_path!r}: {str(err).splitlines()[0]}") from err
     if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
     if chat_template is not None:

@@ -15,10 +15,18 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader
 
-from bsr_lightning.data.formats import Message, RowError, as_messages, row_to_pair
+from bsr_lightning.data.formats import Message, RowError, as_messages, check_turn_order, row_to_pair
 from bsr_lightning.data.loading import iter_raw_rows
-from bsr_lightning.data.preference import BadRows, carve_validation, collect_rows, module_tokenizer
+from bsr_lightning.data.preference import (
+    BadRows,
+    carve_validation,
+    check_loader_args,
+    collect_rows,
+    module_tokenizer,
+    require_rows,
+)
 from bsr_lightning.data.resumable import EpochShuffleSampler, ResumableData, rng_free_loader
+from bsr_lightning.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +46,7 @@ class ChatExample:
 def _check_prompt(prompt: list[Message], where: str) -> list[Message]:
     if prompt[-1]["role"] != "user":
         raise RowError(where, f"the prompt must end with a user message, ends with '{prompt[-1]['role']}'")
-    if "system" in [m["role"] for m in prompt[1:]]:
-        raise RowError(where, "a system message may only come first")
+    check_turn_order(prompt, "prompt", where)
     return prompt
 
 
@@ -123,6 +130,7 @@ class ChatDataModule(ResumableData, L.LightningDataModule):
                  tokenizer: str | None = None, max_length: int = 512, bad_rows: BadRows = "error",
                  batch_size: int = 8, num_workers: int = 0, seed: int = 0, max_rows: int | None = None) -> None:
         super().__init__()
+        check_loader_args(batch_size, max_length, num_workers, val_fraction, bad_rows)
         self.save_hyperparameters()
         self.tokenizer = None
         self.datasets: dict[str, list[ChatExample]] = {}
@@ -131,7 +139,7 @@ class ChatDataModule(ResumableData, L.LightningDataModule):
     def read_rows(self, stage: str):
         """``(where, row)`` items of ``stage`` (``train`` or ``val``); empty when it has no own source."""
         if self.hparams.path is None:
-            raise ValueError(f"{type(self).__name__} needs `path` (a local file or a hub dataset id).")
+            raise ConfigError(f"data.path: {type(self).__name__} needs `path` (a local file or a hub dataset id).")
         source = self.hparams.path if stage == "train" else self.hparams.val_path
         return iter_raw_rows(source, self.hparams.name, self.hparams.data_dir, self.hparams.split) if source else []
 
@@ -157,8 +165,11 @@ class ChatDataModule(ResumableData, L.LightningDataModule):
             if len(kept) < len(encoded):
                 log.warning("%s: dropped %d of %d examples longer than max_length=%d tokens.", split,
                             len(encoded) - len(kept), len(encoded), self.hparams.max_length)
-            if kept:
+            if examples:
+                require_rows(kept, split, self.counts[split], self.hparams.max_length, "drop")
                 self.datasets[split] = kept
+        if "train" not in self.datasets:
+            require_rows([], "train", self.counts.get("train", {}), self.hparams.max_length, "drop")
 
     def collate(self, examples: list[ChatExample]) -> dict:
         raise NotImplementedError

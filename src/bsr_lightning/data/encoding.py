@@ -10,6 +10,7 @@ from typing import Literal
 import numpy as np
 
 from bsr_lightning.data.formats import Message, PreferencePair
+from bsr_lightning.errors import RowError, check
 
 log = logging.getLogger(__name__)
 Overlong = Literal["drop", "truncate_left", "truncate_right"]
@@ -42,12 +43,16 @@ class PairEncoder:
         tokenizer: a Hugging Face tokenizer.
         max_length: the longest sequence, in tokens, special tokens included.
         overlong: ``drop`` the pair, or ``truncate_left`` (keep the end) / ``truncate_right`` (keep the start).
+        bad_rows: a pair whose chosen and rejected render to the same tokens: ``error`` stops naming its row,
+            ``skip`` counts it (``bad_identical_tokens``).
     """
 
-    def __init__(self, tokenizer, max_length: int, overlong: Overlong = "drop") -> None:
-        if overlong not in ("drop", "truncate_left", "truncate_right"):
-            raise ValueError(f"overlong must be 'drop', 'truncate_left' or 'truncate_right', got {overlong!r}.")
+    def __init__(self, tokenizer, max_length: int, overlong: Overlong = "drop", bad_rows: str = "error") -> None:
+        check(overlong in ("drop", "truncate_left", "truncate_right"), "overlong",
+              f"must be 'drop', 'truncate_left' or 'truncate_right', got {overlong!r}.")
+        check(max_length >= 1, "max_length", f"must be at least 1, got {max_length}.")
         self.tokenizer = tokenizer
+        self.bad_rows = bad_rows
         self.max_length = max_length
         self.overlong = overlong
         # structural specials kept when truncating; an unknown word (<unk>) is text, not structure
@@ -61,6 +66,9 @@ class PairEncoder:
         encoded = []
         for i, pair in enumerate(pairs):
             chosen, rejected = ids[2 * i], ids[2 * i + 1]
+            if chosen == rejected:
+                self._identical(pair, counts)
+                continue
             too_long = max(len(chosen), len(rejected)) > self.max_length
             counts["overlong"] += too_long
             if too_long and self.overlong == "drop":
@@ -76,6 +84,13 @@ class PairEncoder:
                                        pair.margin))
         self._report(name, counts)
         return encoded, counts
+
+    def _identical(self, pair: PreferencePair, counts: Counter) -> None:
+        problem = "'chosen' and 'rejected' render to the same tokens (what tells them apart is lost in the template)"
+        if self.bad_rows == "error":
+            raise RowError(pair.where, f"{problem}. Fix the row, or pass `--data.init_args.bad_rows skip` to skip "
+                                       "such rows (they are counted and reported).")
+        counts["bad_identical_tokens"] += 1
 
     def encode_sequences(self, conversations: list[list[Message]], name: str) -> tuple[list[list[int] | None], Counter]:
         """Encode single conversations (evaluation). Over-long ones follow the policy; ``drop`` gives None, which

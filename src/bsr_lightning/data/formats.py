@@ -16,19 +16,12 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from bsr_lightning.errors import RowError
+
 Message = dict[str, str]
 ROLES = ("system", "user", "assistant")
 _HH_TURN = re.compile(r"\n\n(Human|Assistant): ")
 _HH_ROLE = {"Human": "user", "Assistant": "assistant"}
-
-
-class RowError(ValueError):
-    """A row that cannot be used. ``where`` locates it (``file:line`` or ``file row N``)."""
-
-    def __init__(self, where: str, problem: str) -> None:
-        super().__init__(f"{where}: {problem}")
-        self.where = where
-        self.problem = problem
 
 
 @dataclass
@@ -70,7 +63,7 @@ def check_text(value, column: str, where: str) -> str:
     if not isinstance(value, str):
         raise RowError(where, f"column '{column}' must be a string, got {_describe(value)}")
     if not value.strip():
-        raise RowError(where, f"column '{column}' is empty")
+        raise RowError(where, f"empty value in column '{column}'")
     return value
 
 
@@ -94,12 +87,24 @@ def _split_common_prefix(chosen: list[Message], rejected: list[Message]) -> tupl
     return chosen[:n], chosen[n:], rejected[n:]
 
 
+def check_turn_order(messages: list[Message], column: str, where: str) -> None:
+    """An optional system message first, then user and assistant turns alternating, starting with the user."""
+    roles = [m["role"] for m in messages]
+    if "system" in roles[1:]:
+        raise RowError(where, f"'{column}': a system message may only come first")
+    turns = roles[1:] if roles and roles[0] == "system" else roles
+    for i, role in enumerate(turns):
+        expected = "user" if i % 2 == 0 else "assistant"
+        if role != expected:
+            order = " -> ".join(roles)
+            raise RowError(where, f"'{column}': turns must alternate user -> assistant, starting with the user; got "
+                                  f"{order}")
+
+
 def _check_roles(prompt: list[Message], completion: list[Message], column: str, where: str) -> None:
     if completion[-1]["role"] != "assistant":
         raise RowError(where, f"'{column}' must end with an assistant message, ends with '{completion[-1]['role']}'")
-    roles = [m["role"] for m in prompt + completion]
-    if "system" in roles[1:]:
-        raise RowError(where, f"'{column}': a system message may only come first")
+    check_turn_order(prompt + completion, column, where)
 
 
 def row_to_pair(row: dict, row_id: int, where: str) -> PreferencePair:
@@ -107,8 +112,10 @@ def row_to_pair(row: dict, row_id: int, where: str) -> PreferencePair:
     if not isinstance(row, dict):
         raise RowError(where, f"expected a JSON object, got {_describe(row)}")
     for column in ("chosen", "rejected"):
-        if column not in row or row[column] is None:
+        if column not in row:
             raise RowError(where, f"missing column '{column}' (columns present: {sorted(row)})")
+        if row[column] is None or row[column] == "":
+            raise RowError(where, f"empty value in column '{column}'")
     chosen = as_messages(row["chosen"], "chosen", where, "assistant")
     rejected = as_messages(row["rejected"], "rejected", where, "assistant")
     if row.get("prompt") is not None:

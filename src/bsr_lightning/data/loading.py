@@ -1,18 +1,21 @@
 """Reading raw rows from local files (json, jsonl, jsonl.gz, parquet, csv) or the Hugging Face hub.
 
-Every row comes with ``where``, the place a person can find it: ``file:LINE`` for JSON lines, ``file row N``
-otherwise. Malformed JSON lines are reported with their line number instead of aborting inside a parser.
+Every row comes with ``where``, the place a person can find it: ``file:LINE`` for JSON lines and CSV, ``file row N``
+otherwise. Malformed JSON and non-UTF-8 lines come back as :class:`RowError` rows (counted under ``bad_rows: skip``);
+a truncated compressed file stops with a :class:`DataError` naming the line it reached.
 """
 
 from __future__ import annotations
 
+import csv
 import glob
 import gzip
 import json
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from bsr_lightning.data.formats import RowError
+from bsr_lightning.errors import DataError, PathNotFound, RowError
 
 LOCAL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet", ".csv")
 
@@ -29,7 +32,7 @@ def local_files(path: str) -> list[str] | None:
             files += sorted(glob.glob(part))
     if not files:
         if any(path.endswith(s) for s in LOCAL_SUFFIXES):
-            raise FileNotFoundError(f"Preference data file not found: {path} (cwd: {Path.cwd()}).")
+            raise PathNotFound(f"data file not found: {path} (cwd: {Path.cwd()}); check `data.path`.")
         return None
     return files
 
@@ -47,45 +50,91 @@ def iter_raw_rows(path: str, name: str | None = None, data_dir: str | None = Non
             yield from _iter_tabular(file)
 
 
-def _open_text(file: str):
-    return gzip.open(file, "rt", encoding="utf-8") if file.endswith(".gz") else open(file, encoding="utf-8")
+def _open_binary(file: str):
+    return gzip.open(file, "rb") if file.endswith(".gz") else open(file, "rb")
+
+
+def _lines(file: str) -> Iterator[tuple[int, bytes]]:
+    """``(line number, raw bytes)``; a truncated or corrupt gzip stream stops with a :class:`DataError` naming the
+    line it reached."""
+    line_no = 0
+    try:
+        with _open_binary(file) as handle:
+            for line_no, line in enumerate(handle, start=1):
+                yield line_no, line
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+        raise DataError(f"{file}:{line_no + 1}: the compressed file ends early or is corrupt ({err}); download or "
+                        "compress it again. Rows before this line were read.") from None
+
+
+def _decode(raw: bytes, line_no: int, where: str) -> str | RowError:
+    try:
+        return raw.decode("utf-8-sig" if line_no == 1 else "utf-8")  # a UTF-8 byte-order mark is accepted
+    except UnicodeDecodeError as err:
+        return RowError(where, f"not UTF-8 text (byte {raw[err.start]:#04x} at column {err.start + 1}); save the file "
+                               "as UTF-8")
 
 
 def _iter_json(file: str) -> Iterator[tuple[str, dict | RowError]]:
-    with _open_text(file) as handle:
-        first = handle.read(1)
-        while first and first.isspace():
-            first = handle.read(1)
-        handle.seek(0)
-        if first == "[":  # one JSON array
-            yield from _iter_json_array(file, handle)
-            return
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{file}:{line_no}"
-            try:
-                yield where, json.loads(line)
-            except json.JSONDecodeError as err:
-                yield where, RowError(where, f"malformed JSON ({err.msg} at column {err.colno})")
-
-
-def _iter_json_array(file: str, handle) -> Iterator[tuple[str, dict | RowError]]:
     try:
-        rows = json.load(handle)
+        with _open_binary(file) as handle:
+            head = handle.read(4096).decode("utf-8-sig", errors="replace").lstrip()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+        raise DataError(f"{file}: the compressed file ends early or is corrupt ({err}); download or compress it "
+                        "again.") from None
+    if head.startswith("["):  # one JSON array
+        yield from _iter_json_array(file)
+        return
+    for line_no, raw in _lines(file):
+        where = f"{file}:{line_no}"
+        line = _decode(raw, line_no, where)
+        if isinstance(line, RowError):
+            yield where, line
+            continue
+        if not line.strip():
+            continue
+        try:
+            yield where, json.loads(line)
+        except json.JSONDecodeError as err:
+            yield where, RowError(where, f"malformed JSON ({err.msg} at column {err.colno})")
+
+
+def _iter_json_array(file: str) -> Iterator[tuple[str, dict | RowError]]:
+    try:
+        with _open_binary(file) as handle:
+            rows = json.loads(handle.read().decode("utf-8-sig"))
+    except UnicodeDecodeError as err:
+        raise DataError(f"{file}: not UTF-8 text (byte offset {err.start}); save the file as UTF-8.") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+        raise DataError(f"{file}: the compressed file ends early or is corrupt ({err}).") from None
     except json.JSONDecodeError as err:
         raise RowError(f"{file}:{err.lineno}", f"malformed JSON ({err.msg} at column {err.colno})") from err
     for index, row in enumerate(rows):
         yield f"{file} row {index}", row
 
 
-def _iter_tabular(file: str) -> Iterator[tuple[str, dict]]:
+def _iter_tabular(file: str) -> Iterator[tuple[str, dict | RowError]]:
+    if file.endswith(".csv"):
+        yield from _iter_csv(file)
+        return
     import datasets
 
-    kind = "parquet" if file.endswith(".parquet") else "csv"
-    dataset = datasets.load_dataset(kind, data_files=file, split="train")
+    dataset = datasets.load_dataset("parquet", data_files=file, split="train")
     for index, row in enumerate(dataset):
         yield f"{file} row {index}", row
+
+
+def _iter_csv(file: str) -> Iterator[tuple[str, dict | RowError]]:
+    """CSV rows as strings (no type guessing: the answer ``42`` stays the text "42"), located by the file's line."""
+    try:
+        with open(file, encoding="utf-8-sig", newline="") as handle:
+            reader = csv.DictReader(handle)
+            start = 2  # the header is line 1
+            for row in reader:
+                yield f"{file}:{start}", {k: v for k, v in row.items() if k is not None}
+                start = reader.line_num + 1
+    except UnicodeDecodeError as err:
+        raise DataError(f"{file}: not UTF-8 text (byte offset {err.start}); save the file as UTF-8.") from None
 
 
 def _iter_hub(path: str, name: str | None, data_dir: str | None, split: str) -> Iterator[tuple[str, dict]]:

@@ -15,6 +15,7 @@ from bsr_lightning.data.encoding import Overlong, PairEncoder
 from bsr_lightning.data.formats import PreferencePair, RowError, row_to_pair
 from bsr_lightning.data.loading import iter_raw_rows, local_files
 from bsr_lightning.data.resumable import EpochShuffleSampler, ResumableData, rng_free_loader
+from bsr_lightning.errors import ConfigError, DataError, check
 
 log = logging.getLogger(__name__)
 BadRows = Literal["error", "skip"]
@@ -40,7 +41,7 @@ def collect_rows(raw_rows, parse, bad_rows: BadRows = "error", name: str = "data
         first = "; ".join(str(e) for e in bad[:5])
         log.warning("%s: skipped %d bad rows of %d (bad_rows='skip'). First: %s", name, len(bad), row_id + 1, first)
     if require and not items:
-        raise ValueError(f"{name}: no usable rows ({len(bad)} bad rows).")
+        raise DataError(f"{name}: no usable rows ({row_id + 1} read, {len(bad)} bad).")
     return items, len(bad)
 
 
@@ -61,6 +62,27 @@ def module_tokenizer(datamodule: L.LightningDataModule, name: str | None, chat_t
     if chat_template is not None:
         module.tokenizer.chat_template = read_template(chat_template)
     return module.tokenizer
+
+
+def check_loader_args(batch_size: int, max_length: int, num_workers: int, val_fraction: float, bad_rows: str) -> None:
+    """Config values every DataModule shares, checked at construction with the config key named."""
+    check(batch_size >= 1, "data.batch_size", f"must be at least 1, got {batch_size}.")
+    check(max_length >= 1, "data.max_length", f"must be at least 1 token, got {max_length}.")
+    check(num_workers >= 0, "data.num_workers", f"must be 0 or more, got {num_workers}.")
+    check(0.0 <= val_fraction < 1.0, "data.val_fraction", f"must be in [0, 1), got {val_fraction}.")
+    check(bad_rows in ("error", "skip"), "data.bad_rows", f"must be 'error' or 'skip', got {bad_rows!r}.")
+
+
+def require_rows(kept: list, split: str, counts: dict, max_length: int, overlong: str) -> None:
+    """Stop before training when filtering left ``split`` empty, with what happened to its rows."""
+    if kept:
+        return
+    raise DataError(
+        f"{split} data: nothing left after filtering: {counts.get('rows', '?')} rows read, {counts.get('bad_rows', 0)} "
+        f"bad, {counts.get('dropped_overlong', 0)} dropped as longer than max_length={max_length} (overlong: "
+        f"{overlong}), {counts.get('dropped_identical_after_truncation', 0)} identical after truncation, "
+        f"{counts.get('bad_identical_tokens', 0)} with identical tokens. Raise `data.max_length`, use `overlong: "
+        "truncate_left`, or check the data.")
 
 
 def carve_validation(items: list, fraction: float, seed: int) -> tuple[list, list]:
@@ -120,8 +142,9 @@ class PreferenceDataModule(ResumableData, L.LightningDataModule):
         max_pairs: int | None = None,
     ) -> None:
         super().__init__()
-        if not 0.0 <= val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}.")
+        check_loader_args(batch_size, max_length, num_workers, val_fraction, bad_rows)
+        check(eval_batch_size is None or eval_batch_size >= 1, "data.eval_batch_size",
+              f"must be at least 1 (or null), got {eval_batch_size}.")
         self.save_hyperparameters()
         self.tokenizer = None
         self.datasets: dict[str, PairDataset] = {}
@@ -130,12 +153,13 @@ class PreferenceDataModule(ResumableData, L.LightningDataModule):
     def read_pairs(self, stage: str) -> list[PreferencePair]:
         """Validated pairs of ``stage`` (``train``, ``val`` or ``test``); ``[]`` when it has no own source."""
         if self.hparams.path is None:
-            raise ValueError("PreferenceDataModule needs `path` (a local file or a hub dataset id).")
+            raise ConfigError("data.path: PreferenceDataModule needs `path` (a local file or a hub dataset id).")
         source, split = self._source(stage)
         if source is None:
             return []
         rows = iter_raw_rows(source, self.hparams.name, self.hparams.data_dir, split)
-        pairs = collect_pairs(rows, self.hparams.bad_rows, f"{stage} data {source}")
+        pairs, bad = collect_rows(rows, row_to_pair, self.hparams.bad_rows, f"{stage} data {source}")
+        self.counts[stage] = {"rows": len(pairs) + bad, "bad_rows": bad}
         return pairs[: self.hparams.max_pairs] if stage == "train" and self.hparams.max_pairs else pairs
 
     def _source(self, stage: str) -> tuple[str | None, str]:
@@ -160,11 +184,13 @@ class PreferenceDataModule(ResumableData, L.LightningDataModule):
         val = self.read_pairs("val")
         if not val and self.hparams.val_fraction > 0:
             train, val = carve_validation(train, self.hparams.val_fraction, self.hparams.seed)
-        encoder = PairEncoder(self.tokenizer, self.hparams.max_length, self.hparams.overlong)
+        encoder = PairEncoder(self.tokenizer, self.hparams.max_length, self.hparams.overlong, self.hparams.bad_rows)
         for split, pairs in (("train", train), ("val", val), ("test", self.read_pairs("test"))):
             if pairs:
                 encoded, counts = encoder.encode(pairs, split)
-                self.datasets[split], self.counts[split] = PairDataset(encoded), dict(counts)
+                self.counts[split] = {**self.counts.get(split, {}), **counts}
+                require_rows(encoded, split, self.counts[split], self.hparams.max_length, self.hparams.overlong)
+                self.datasets[split] = PairDataset(encoded)
         self.datasets.setdefault("test", self.datasets.get("val"))
 
     def _loader(self, split: str, train: bool = False) -> DataLoader:

@@ -32,6 +32,7 @@ class SyntheticPreferenceDataModule(PreferenceDataModule):
         count, seed = {"train": (self.num_pairs, self.hparams.seed),
                        "val": (self.num_val_pairs, self.hparams.seed + HELD_OUT_SEED_OFFSET)}.get(stage, (0, 0))
         rows = generate_preference_rows(count, seed)
+        self.counts[stage] = {"rows": len(rows), "bad_rows": 0}
         return [row_to_pair(row, i, f"synthetic[{stage}] row {i}") for i, row in enumerate(rows)]
 
 

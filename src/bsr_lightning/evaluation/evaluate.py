@@ -11,6 +11,7 @@ written to ``scores.jsonl`` and folded into running sums, so peak memory does no
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
@@ -44,6 +45,7 @@ def stream_scores(scorer: ConversationScorer, evaluator: Evaluator, rows: Iterat
                 raise row
             if not isinstance(row, dict):
                 raise RowError(where, f"expected a JSON object, got {type(row).__name__}")
+            evaluator.check_columns(row, where)
             items.append(evaluator.parse(row, row_id, where))
         convs = [evaluator.conversations(item) for item in items]
         scores = scorer.score([c for group in convs for c in group], "chunk")
@@ -77,9 +79,15 @@ def evaluate(model: str, data: str, output_dir: str, format: Literal["pairs", "m
                                 progress=False)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "scores.jsonl", "w") as records:
-        metrics = stream_scores(scorer, EVALUATORS[format](data), iter_raw_rows(data, split=split), records,
-                                chunk_rows)
+    partial = out / ".scores.jsonl.partial"  # renamed into place only when every row is scored
+    try:
+        with open(partial, "w") as records:
+            metrics = stream_scores(scorer, EVALUATORS[format](data), iter_raw_rows(data, split=split), records,
+                                    chunk_rows)
+    except BaseException:
+        partial.unlink(missing_ok=True)  # a failed run leaves the previous outputs as they were
+        raise
+    os.replace(partial, out / "scores.jsonl")
     metrics["length_policy"] = {"max_length": max_length, "overlong": overlong, **scorer.counts}
     write_report(out, metrics, f"{format} evaluation of {model} on {data}")
     return metrics

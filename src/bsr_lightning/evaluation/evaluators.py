@@ -31,7 +31,19 @@ def _reply(prompt: list[Message], response: str) -> list[Message]:
 
 class Evaluator:
     """The interface: ``parse`` a raw row into an item, list the item's ``conversations`` to score, ``update`` the
-    running metrics with the item's scores (returning the record written to ``scores.jsonl``), and ``result``."""
+    running metrics with the item's scores (returning the record written to ``scores.jsonl``), and ``result``.
+    ``columns`` are the ones every row of the format has."""
+
+    format = ""
+    columns: tuple[str, ...] = ()
+
+    def check_columns(self, row: dict, where: str) -> None:
+        """A row without the format's columns: say which format expects what, and what the row has."""
+        missing = [c for c in self.columns if c not in row]
+        if missing:
+            raise RowError(where, f"--format {self.format} expects columns {list(self.columns)}, this row has "
+                                  f"{sorted(row)} (missing {missing}); choose the format of the file: "
+                                  f"{', '.join(EVALUATORS)}")
 
     def parse(self, row: dict, row_id: int, where: str):
         raise NotImplementedError
@@ -50,6 +62,8 @@ class PairsEvaluator(Evaluator):
     """Preference rows (any format :class:`~bsr_lightning.PreferenceDataModule` reads; optional ``subset``):
     accuracy overall and per subset, and RewardBench section scores when its subset names appear. Ties and pairs
     dropped as over-long (NaN scores) count as wrong."""
+
+    format, columns = "pairs", ("chosen", "rejected")
 
     def __init__(self, data: str = "") -> None:
         self.counts: dict[str, list] = defaultdict(lambda: [0, 0])  # subset -> [correct, total]
@@ -80,6 +94,8 @@ class PairsEvaluator(Evaluator):
 class MultiEvaluator(Evaluator):
     """``{prompt, responses: [...], scores: [...]}`` rows with gold scores: per-prompt Kendall tau-b, Spearman rho
     and best-of-n gold regret, averaged over prompts (prompts with a NaN correlation are counted, not averaged)."""
+
+    format, columns = "multi", ("prompt", "responses", "scores")
 
     def __init__(self, data: str = "") -> None:
         self.sums: dict[str, float] = defaultdict(float)
@@ -121,6 +137,8 @@ class RMBenchEvaluator(Evaluator):
     """RM-Bench rows ``{id, prompt, chosen: [3], rejected: [3], domain?}``: hard/normal/easy accuracy per domain
     (safety-refuse and safety-response merged into safety) and overall as the mean over domains. Rows without a
     ``domain`` take it from the file name (``chat``, ``code``, ...)."""
+
+    format, columns = "rmbench", ("prompt", "chosen", "rejected")
 
     def __init__(self, data: str = "") -> None:
         self.default_domain = next((d for d in RMBENCH_DOMAINS if d in Path(data).name), "unknown")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bsr_lightning.files import write_text_atomic
+
 
 def _flatten(metrics: dict, prefix: str = "") -> list[tuple[str, object]]:
     rows = []
@@ -27,5 +29,5 @@ def markdown_table(rows: list[tuple[str, object]], header: tuple[str, str] = ("m
 def write_report(output_dir: Path, metrics: dict, title: str) -> None:
     """Write ``metrics.json`` and ``report.md`` into ``output_dir`` (``scores.jsonl`` is streamed by the caller)."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    (output_dir / "report.md").write_text(f"# {title}\n\n{markdown_table(_flatten(metrics))}\n")
+    write_text_atomic(output_dir / "metrics.json", json.dumps(metrics, indent=2))
+    write_text_atomic(output_dir / "report.md", f"# {title}\n\n{markdown_table(_flatten(metrics))}\n")

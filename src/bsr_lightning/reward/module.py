@@ -17,6 +17,7 @@ from bsr_lightning.backbones.loading import (
 )
 from bsr_lightning.backbones.sharding import shard_fsdp2
 from bsr_lightning.base import BackboneModule
+from bsr_lightning.errors import check
 from bsr_lightning.reward.forward import PACKING_ATTENTION, ForwardMode, Packed, Padded
 from bsr_lightning.reward.losses import BradleyTerry, PairwiseLoss
 from bsr_lightning.reward.metrics import RewardMetrics, batch_summary
@@ -52,6 +53,8 @@ class RewardModel(BackboneModule):
                  optimization: Optimization | None = None, forward_mode: ForwardMode | None = None,
                  score_init: str = "default", on_nonfinite: OnNonFinite = "error", compile: bool = False) -> None:
         super().__init__(backbone, optimization)
+        check(score_init in ("default", "normal"), "model.score_init",
+              f"must be 'default' or 'normal', got {score_init!r}.")
         self.regularizer = regularizer if regularizer is not None else NoRegularizer()
         self.loss_fn = loss if loss is not None else BradleyTerry()
         self.forward_mode = forward_mode if forward_mode is not None else Padded()
@@ -66,6 +69,7 @@ class RewardModel(BackboneModule):
         self.train_metrics, self.val_metrics, self.test_metrics = RewardMetrics(), RewardMetrics(), RewardMetrics()
         self.guard = NonFiniteGuard(on_nonfinite)
         self._compiled = False
+        self._drop_gradients = False
 
     def _check_forward_mode(self, plain) -> None:
         attention = plain.config._attn_implementation
@@ -144,16 +148,24 @@ class RewardModel(BackboneModule):
 
     def _run_stage(self, batch: dict[str, Tensor], stage: str) -> Tensor | None:
         out = self.pair_step(batch)
-        if stage == "train" and not self.guard.ok(self.global_step, batch.get("row_ids"), loss=out["loss"],
-                                                   rewards=out["rewards"]):
+        if stage == "train" and not self.guard.ok(self.global_step, batch.get("row_ids"), self._trainer,
+                                                   loss=out["loss"], rewards=out["rewards"]):
             self.log("train/skipped_batches", float(self.guard.skipped), reduce_fx="max")
-            return None  # no backward, no optimizer step
+            return self._skipped_batch_loss()
         getattr(self, f"{stage}_metrics").update(out["values"], out["rewards"], out["hidden_norms"])
         if stage == "train":
             step_stats = batch_summary(out["values"], out["rewards"], out["hidden_norms"])
             self.log("train/loss_step", step_stats.pop("loss"), prog_bar=True)
             self.log_dict({f"train/{k}_step": v for k, v in step_stats.items()})
         return out["loss"]
+
+    def _skipped_batch_loss(self) -> Tensor | None:
+        """None on one device (Lightning then skips backward and the optimizer step). Under DDP every rank must run
+        backward, so a zero loss touching every trainable weight, whose gradients are dropped before the step."""
+        if self.trainer.world_size == 1:
+            return None
+        self._drop_gradients = True
+        return sum(p.sum() * 0.0 for p in self.parameters() if p.requires_grad)
 
     def _log_epoch(self, stage: str) -> None:
         values = getattr(self, f"{stage}_metrics").compute()
@@ -183,6 +195,12 @@ class RewardModel(BackboneModule):
             self._compiled = True
 
     def on_before_optimizer_step(self, optimizer) -> None:
+        if self._drop_gradients:  # a batch skipped on every rank: the optimizer leaves the weights alone
+            self._drop_gradients = False
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    p.grad = None
+            return
         if not self.guard.grads_ok(self.global_step, optimizer, self.trainer):
             self.log("train/skipped_batches", float(self.guard.skipped), reduce_fx="max")
 

@@ -23,6 +23,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from bsr_lightning.errors import check
+
 __all__ = ["BatchSumToZero", "HiddenNormVariance", "LogitNorm", "NoRegularizer", "PairOutputs", "Regularizer",
            "RewardCentering"]
 
@@ -65,6 +67,13 @@ def _legacy_hook(fn, name: str, cls: type):
                   f"still works, but write `def {name}(self, out: PairOutputs)` and read `out.chosen`, `out.rejected` "
                   "(and `out.chosen_hidden`, `out.rejected_hidden`).", FutureWarning, stacklevel=3)
     return hook
+
+
+def check_weight(weight: float) -> None:
+    """A penalty's weight must be 0 or more: a negative one rewards what the penalty measures (the loss then runs
+    to minus infinity)."""
+    check(weight >= 0, "model.regularizer.init_args.weight", f"must be 0 or more, got {weight}; a negative weight "
+          "rewards what the penalty measures and the loss diverges.")
 
 
 def _required_positional(fn) -> int:
@@ -124,8 +133,9 @@ class BatchSumToZero(Regularizer):
     MIN_PAIRS = 4  # below this, the "batch" mean is too few rewards to centre a batch: warn once
 
     def __init__(self, weight: float = 1e-3, scope: Literal["device", "global"] = "device") -> None:
-        if scope not in ("device", "global"):
-            raise ValueError(f"BatchSumToZero scope must be 'device' or 'global', got {scope!r}.")
+        check(scope in ("device", "global"), "model.regularizer.init_args.scope",
+              f"BatchSumToZero scope must be 'device' or 'global', got {scope!r}.")
+        check_weight(weight)
         self.weight = weight
         self.scope = scope
         self._warned = False
@@ -159,6 +169,7 @@ class LogitNorm(Regularizer):
     """
 
     def __init__(self, eps: float = 1e-6) -> None:
+        check(eps >= 0, "model.regularizer.init_args.eps", f"must be 0 or more, got {eps}.")
         self.eps = eps
 
     def margin(self, out: PairOutputs) -> Tensor:
@@ -176,6 +187,7 @@ class RewardCentering(Regularizer):
     """
 
     def __init__(self, weight: float = 0.01) -> None:
+        check_weight(weight)
         self.weight = weight
 
     def penalty(self, out: PairOutputs) -> Tensor:
@@ -194,6 +206,7 @@ class HiddenNormVariance(Regularizer):
     """
 
     def __init__(self, weight: float = 1e-3) -> None:
+        check_weight(weight)
         self.weight = weight
 
     def penalty(self, out: PairOutputs) -> Tensor:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from bsr_lightning.errors import check
 from bsr_lightning.rloo.loss import masked_mean
 
 __all__ = ["KLPenalty", "SequenceKL", "TokenKL", "sequence_kl"]
@@ -21,6 +22,7 @@ class KLPenalty:
     """
 
     def __init__(self, beta: float = 0.05) -> None:
+        check(beta >= 0, "model.kl.init_args.beta", f"must be 0 or more, got {beta}.")
         self.beta = beta
 
     def reward_penalty(self, old_logp: Tensor, ref_logp: Tensor, mask: Tensor) -> Tensor:

@@ -16,6 +16,7 @@ from torch import Tensor
 from bsr_lightning.args import Backbone, Optimization, Sampling
 from bsr_lightning.backbones.loading import eos_token_ids, load_causal_lm
 from bsr_lightning.base import BackboneModule
+from bsr_lightning.errors import check
 from bsr_lightning.rloo.advantages import leave_one_out_advantages
 from bsr_lightning.rloo.generation import Generator, HFGenerate, Rollout
 from bsr_lightning.rloo.kl import KLPenalty, SequenceKL, sequence_kl
@@ -61,6 +62,9 @@ class RLOOPolicy(BackboneModule):
                  clip_range: float = 0.2, samples_every_n_steps: int = 50, num_samples: int = 4,
                  on_nonfinite: OnNonFinite = "error") -> None:
         super().__init__(backbone, optimization)
+        check(ppo_epochs >= 1, "model.ppo_epochs", f"must be at least 1, got {ppo_epochs}.")
+        check(num_minibatches >= 1, "model.num_minibatches", f"must be at least 1, got {num_minibatches}.")
+        check(clip_range > 0, "model.clip_range", f"must be positive, got {clip_range}.")
         self.reward, self.gold_reward = reward, gold_reward
         self.sampling = sampling if sampling is not None else Sampling()
         self.generation = generation if generation is not None else HFGenerate()
@@ -131,8 +135,8 @@ class RLOOPolicy(BackboneModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
         rollout, stats = self.rollout(batch)
-        if not self.guard.ok(self.global_step, batch.get("row_ids"), proxy_reward=stats["proxy_reward"],
-                             advantage=stats["advantage"]):
+        if not self.guard.ok(self.global_step, batch.get("row_ids"), self._trainer,
+                             proxy_reward=stats["proxy_reward"], advantage=stats["advantage"]):
             return
         losses, clip_fractions = [], []
         for _ in range(self.hparams.ppo_epochs):
@@ -156,7 +160,7 @@ class RLOOPolicy(BackboneModule):
                                                 self.hparams.clip_range)
         loss = loss + self.kl.loss_penalty(logp, stats["ref_logp"][index], mask)
         optimizer.zero_grad()
-        if not self.guard.ok(self.global_step, None, loss=loss):
+        if not self.guard.ok(self.global_step, None, self._trainer, loss=loss):
             return loss.detach(), clip_fraction
         self.manual_backward(loss)
         if not self.guard.grads_ok(self.global_step, optimizer, self.trainer):

@@ -20,6 +20,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from bsr_lightning.errors import ConfigError
+from bsr_lightning.files import apply_umask
+
 log = logging.getLogger(__name__)
 
 
@@ -38,6 +41,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 torch.save(checkpoint, handle)
                 handle.flush()
                 os.fsync(handle.fileno())
+            apply_umask(tmp)  # mkstemp creates 0600; a checkpoint is as readable as any file the user writes
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -45,8 +49,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class ResumeState(L.Callback):
-    """Save the Python, NumPy and torch RNG states with every checkpoint and restore them on resume (sampling in RLOO
-    then continues identically), and write ``last.ckpt`` when the run is stopped by SIGTERM.
+    """Save the Python, NumPy, torch CPU and CUDA RNG states with every checkpoint and restore them on resume
+    (sampling in RLOO then continues identically), and write ``last.ckpt`` when the run is stopped by SIGTERM.
 
     The states are restored just before the first training batch after the resume, so whatever Lightning runs in
     between (sanity validation, loader creation) does not shift the stream."""
@@ -55,8 +59,11 @@ class ResumeState(L.Callback):
 
     def state_dict(self) -> dict:
         np_state = np.random.get_state()
-        return {"python": random.getstate(), "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
-                "torch": torch.get_rng_state()}
+        state = {"python": random.getstate(), "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+                 "torch": torch.get_rng_state()}
+        if torch.cuda.is_available():  # one generator per visible GPU: sampling on GPUs draws from these
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
 
     def load_state_dict(self, state_dict: dict) -> None:
         self._pending = state_dict
@@ -69,6 +76,8 @@ class ResumeState(L.Callback):
         kind, keys, *rest = state_dict["numpy"]
         np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))
         torch.set_rng_state(state_dict["torch"])
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, SIGTERMException):
@@ -86,3 +95,31 @@ class ResumeState(L.Callback):
 def _as_tuples(value):
     """Lists back to tuples (checkpoints may store Python's RNG state tuples as lists)."""
     return tuple(_as_tuples(v) for v in value) if isinstance(value, list | tuple) else value
+
+
+class PeriodicCheckpoint(ModelCheckpoint):
+    """Crash recovery for every shipped config: ``last.ckpt`` every ``every_n_train_steps`` optimizer steps (and at
+    the end of each epoch), in ``dirpath`` or, by default, ``<trainer.default_root_dir>/checkpoints`` (not a
+    per-version logger directory), so ``--ckpt_path last`` finds it on the next run.
+
+    Args:
+        every_n_train_steps: steps between saves.
+        dirpath: where ``last.ckpt`` goes; None for ``<default_root_dir>/checkpoints``.
+    """
+
+    def __init__(self, every_n_train_steps: int = 50, dirpath: str | None = None) -> None:
+        if every_n_train_steps < 1:
+            raise ConfigError(f"PeriodicCheckpoint every_n_train_steps must be at least 1, got {every_n_train_steps}.")
+        super().__init__(dirpath=dirpath, every_n_train_steps=every_n_train_steps, save_last=True, save_top_k=0)
+
+    def _stable_dirpath(self, trainer: L.Trainer) -> None:
+        if self.dirpath is None:
+            self.dirpath = os.path.join(trainer.default_root_dir, "checkpoints")
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._stable_dirpath(trainer)
+        super().setup(trainer, pl_module, stage)
+
+    def _find_last_checkpoints(self, trainer: L.Trainer) -> set[str]:
+        self._stable_dirpath(trainer)  # Lightning looks for "last" before setup
+        return super()._find_last_checkpoints(trainer)

@@ -18,16 +18,20 @@ from jsonargparse import ArgumentParser
 from bsr_lightning.backbones.export import export_module
 from bsr_lightning.base import BackboneModule
 from bsr_lightning.class_paths import import_subclass
+from bsr_lightning.errors import PathNotFound
+from bsr_lightning.files import check_export_dir
 
 
-def read_checkpoint(ckpt_path: str) -> dict:
+def read_checkpoint(ckpt_path: str, weights_only: bool = True) -> dict:
     """The checkpoint dict of a ``.ckpt`` file, or of a sharded (FSDP/FSDP2, one file per rank) checkpoint directory,
-    consolidated into full weights."""
+    consolidated into full weights. ``weights_only=False`` unpickles arbitrary objects: only for trusted files."""
+    if not Path(ckpt_path).exists():
+        raise PathNotFound(f"checkpoint {ckpt_path} not found (cwd: {Path.cwd()}).")
     if Path(ckpt_path).is_dir():
         from lightning.fabric.utilities.load import _load_distributed_checkpoint
 
         return _load_distributed_checkpoint(Path(ckpt_path))
-    return torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    return torch.load(ckpt_path, map_location="cpu", weights_only=weights_only)
 
 
 def build_from_hparams(cls: type[BackboneModule], hparams: dict, where: str = "checkpoint") -> BackboneModule:
@@ -46,9 +50,9 @@ def build_from_hparams(cls: type[BackboneModule], hparams: dict, where: str = "c
     return parser.instantiate_classes(config).module
 
 
-def load_module_from_checkpoint(ckpt_path: str) -> BackboneModule:
+def load_module_from_checkpoint(ckpt_path: str, weights_only: bool = True) -> BackboneModule:
     """Rebuild the LightningModule stored in ``ckpt_path`` with its weights, on CPU, in eval mode."""
-    checkpoint = read_checkpoint(ckpt_path)
+    checkpoint = read_checkpoint(ckpt_path, weights_only)
     hparams = dict(checkpoint["hyper_parameters"])
     class_path = hparams.pop("_class_path", None) or "bsr_lightning.RewardModel"
     cls = import_subclass(class_path, BackboneModule, f"{ckpt_path}: hyper_parameters._class_path")
@@ -58,13 +62,16 @@ def load_module_from_checkpoint(ckpt_path: str) -> BackboneModule:
     return module.eval()
 
 
-def export(ckpt_path: str, output_dir: str) -> Path:
+def export(ckpt_path: str, output_dir: str, overwrite: bool = False, weights_only: bool = True) -> Path:
     """Export the model in a Lightning checkpoint to a Hugging Face directory.
 
     Args:
-        ckpt_path: a checkpoint written by ``fit``.
-        output_dir: the directory to write; replaced atomically if it exists.
+        ckpt_path: a checkpoint written by ``fit`` (a file, or a sharded checkpoint directory).
+        output_dir: the directory to write: new, empty, or an earlier export (its files are replaced).
+        overwrite: write into a non-empty directory no export wrote; files the export does not write are kept.
+        weights_only: ``false`` unpickles arbitrary objects, for trusted checkpoints from other tools only.
     """
-    path = export_module(load_module_from_checkpoint(ckpt_path), output_dir)
+    check_export_dir(output_dir, overwrite)
+    path = export_module(load_module_from_checkpoint(ckpt_path, weights_only), output_dir, overwrite)
     print(f"Exported {ckpt_path} to {path}")
     return path

@@ -26,6 +26,13 @@ class NonFiniteGuard:
         self.policy = policy
         self.skipped = 0
 
+    @staticmethod
+    def all_ranks(trainer, flag: bool) -> bool:
+        """``flag`` on every rank (one all-reduce under DDP/FSDP): every rank skips or stops together, so none waits
+        alone in the next collective."""
+        strategy = getattr(trainer, "strategy", None)
+        return bool(strategy.reduce_boolean_decision(flag, all=True)) if strategy is not None else flag
+
     def grads_ok(self, step: int, optimizer, trainer) -> bool:
         """True when every gradient of ``optimizer``'s parameters is finite, or when the trainer's precision plugin
         has a gradient scaler (fp16): it already skips overflowing steps and lowers its scale. Otherwise (fp32, bf16)
@@ -35,7 +42,8 @@ class NonFiniteGuard:
             return True
         parameters = [p for group in optimizer.param_groups for p in group["params"]]
         grads = [p.grad for p in parameters if p.grad is not None]
-        if not grads or all(torch.isfinite(n) for n in torch._foreach_norm(grads)):
+        finite = not grads or all(torch.isfinite(n) for n in torch._foreach_norm(grads))
+        if self.all_ranks(trainer, finite):
             return True
         if self.policy == "error":
             raise FloatingPointError(f"step {step}: non-finite gradients. Lower the learning rate, clip gradients "
@@ -46,13 +54,15 @@ class NonFiniteGuard:
         log.warning("step %d: non-finite gradients; optimizer step skipped (%d so far).", step, self.skipped)
         return False
 
-    def ok(self, step: int, row_ids: Tensor | None, **tensors: Tensor) -> bool:
-        """True when every tensor is finite; else raise or count a skip (per ``policy``)."""
+    def ok(self, step: int, row_ids: Tensor | None, trainer=None, **tensors: Tensor) -> bool:
+        """True when every tensor is finite on every rank of ``trainer``'s strategy; else raise or count a skip (per
+        ``policy``), on all ranks alike."""
         bad = [name for name, value in tensors.items() if not torch.isfinite(value.detach()).all()]
-        if not bad:
+        if self.all_ranks(trainer, not bad):
             return True
         rows = row_ids.tolist() if row_ids is not None else "unknown"
-        message = f"step {step}: non-finite {', '.join(bad)} in the batch with row ids {rows}"
+        what = f"{', '.join(bad)} in the batch with row ids {rows}" if bad else "values on another rank"
+        message = f"step {step}: non-finite {what}"
         if self.policy == "error":
             raise FloatingPointError(f"{message}. Lower the learning rate, train in bf16 rather than fp16, check "
                                      "those rows, or set `on_nonfinite: skip` to skip such batches (counted).")
