@@ -135,9 +135,17 @@ def test_data_receives_a_tokenizer_and_never_reaches_model_code(module):
     assert set(direct) <= {"bsr_lightning.backbones.tokenizers"}, direct
 
 
-@pytest.mark.parametrize("module", ["bsr_lightning.args", "bsr_lightning.class_paths", "bsr_lightning.synthetic_task"])
+LEAVES = ["bsr_lightning.errors", "bsr_lightning.class_paths", "bsr_lightning.synthetic_task"]
+
+
+@pytest.mark.parametrize("module", LEAVES)
 def test_leaves_import_nothing_from_the_package(module):
     assert GRAPH[module] == set()
+
+
+@pytest.mark.parametrize("module", ["bsr_lightning.args", "bsr_lightning.files"])
+def test_near_leaves_import_only_the_errors(module):
+    assert GRAPH[module] <= {"bsr_lightning.errors"}
 
 
 @pytest.mark.parametrize("module", sorted(m for m in GRAPH if in_area(m, "backbones")))

@@ -158,6 +158,7 @@ class ChatDataModule(ResumableData, L.LightningDataModule):
         train, val = self._examples("train"), self._examples("val")
         if not val and self.hparams.val_fraction > 0:
             train, val = carve_validation(train, self.hparams.val_fraction, self.hparams.seed)
+            self.counts["train"]["held_out_for_validation"] = len(val)
         for split, examples in (("train", train), ("val", val)):
             encoded = [encode_example(self.tokenizer, e, self.hparams.max_length) for e in examples]
             kept = [e for e in encoded if e is not None]

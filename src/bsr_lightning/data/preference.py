@@ -77,12 +77,14 @@ def require_rows(kept: list, split: str, counts: dict, max_length: int, overlong
     """Stop before training when filtering left ``split`` empty, with what happened to its rows."""
     if kept:
         return
-    raise DataError(
-        f"{split} data: nothing left after filtering: {counts.get('rows', '?')} rows read, {counts.get('bad_rows', 0)} "
-        f"bad, {counts.get('dropped_overlong', 0)} dropped as longer than max_length={max_length} (overlong: "
-        f"{overlong}), {counts.get('dropped_identical_after_truncation', 0)} identical after truncation, "
-        f"{counts.get('bad_identical_tokens', 0)} with identical tokens. Raise `data.max_length`, use `overlong: "
-        "truncate_left`, or check the data.")
+    parts = [f"{counts.get('rows', '?')} rows read", f"{counts.get('bad_rows', 0)} bad"]
+    if "held_out_for_validation" in counts:
+        parts.append(f"{counts['held_out_for_validation']} held out for validation")
+    parts += [f"{counts.get('dropped_overlong', 0)} dropped as longer than max_length={max_length} (overlong: "
+              f"{overlong})", f"{counts.get('dropped_identical_after_truncation', 0)} identical after truncation",
+              f"{counts.get('bad_identical_tokens', 0)} with identical tokens"]
+    raise DataError(f"{split} data: nothing left after filtering: {', '.join(parts)}. Raise `data.max_length`, use "
+                    "`overlong: truncate_left`, or check the data.")
 
 
 def carve_validation(items: list, fraction: float, seed: int) -> tuple[list, list]:
@@ -184,6 +186,7 @@ class PreferenceDataModule(ResumableData, L.LightningDataModule):
         val = self.read_pairs("val")
         if not val and self.hparams.val_fraction > 0:
             train, val = carve_validation(train, self.hparams.val_fraction, self.hparams.seed)
+            self.counts["train"]["held_out_for_validation"] = len(val)
         encoder = PairEncoder(self.tokenizer, self.hparams.max_length, self.hparams.overlong, self.hparams.bad_rows)
         for split, pairs in (("train", train), ("val", val), ("test", self.read_pairs("test"))):
             if pairs:
