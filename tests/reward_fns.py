@@ -9,3 +9,8 @@ def count_practice(prompt: str, response: str) -> float:
 def length_words(prompt: str, response: str) -> float:
     """The number of words in the response."""
     return float(len(response.split()))
+
+
+def count_practice_batch(prompts: list[str], responses: list[str]) -> list[float]:
+    """``count_practice`` for a whole batch at once (``FunctionReward(batched=True)``)."""
+    return [float(r.split().count("Practice")) for r in responses]

@@ -4,7 +4,8 @@
 ``--model.regularizer.init_args.weight 1e-2`` or ``--trainer.max_steps 10``; ``--print_config`` prints a config that
 runs when fed back. ``python -m bsr_lightning export --ckpt_path X --output_dir Y`` writes a Hugging Face directory;
 ``python -m bsr_lightning evaluate --model Y --data F --format pairs|multi|rmbench --output_dir D`` evaluates it;
-``python -m bsr_lightning plan --config X`` prints parameter counts and memory per device without loading weights.
+``python -m bsr_lightning plan --config X`` prints parameter counts and memory per device without loading weights;
+``python -m bsr_lightning serve --model Y`` serves a reward model over HTTP.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from bsr_lightning.evaluation.evaluate import evaluate
 from bsr_lightning.experiments.scenarios import scenarios
 from bsr_lightning.experiments.sweep import sweep
 from bsr_lightning.plan import format_plan, memory_plan
+from bsr_lightning.serving.server import serve
 from bsr_lightning.training.checkpoints import export
 from bsr_lightning.training.paths import RESUME_IF_PRESENT, check_writable, last_checkpoints, output_paths
 
@@ -160,8 +162,13 @@ def plan_command(args: list[str]) -> dict:
     return plan
 
 
-COMMANDS = {"export": export_command, "evaluate": evaluate_command, "diagnose": diagnose_command,
-            "scenarios": scenarios_command, "sweep": sweep_command, "plan": plan_command}
+def serve_command(args: list[str]) -> None:
+    """``serve --model DIR [--port P] [--host H]``: a reward model over HTTP (``POST /score``)."""
+    serve(**_function_command(serve, args).as_dict())
+
+
+COMMANDS = {"serve": serve_command, "export": export_command, "evaluate": evaluate_command,
+            "diagnose": diagnose_command, "scenarios": scenarios_command, "sweep": sweep_command, "plan": plan_command}
 
 
 def main() -> None:

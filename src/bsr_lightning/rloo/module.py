@@ -129,6 +129,7 @@ class RLOOPolicy(BackboneModule):
                  "advantage": self.advantages(rewards), "kl": sequence_kl(old_logp, ref_logp, mask),
                  "entropy": masked_mean(entropy, mask, dim=-1), "response_length": rollout.lengths.float(),
                  "eos_rate": rollout.has_eos.float(), "old_logp": old_logp, "ref_logp": ref_logp}
+        stats.update({f"reward/{name}": part.to(self.device) for name, part in self.reward.components().items()})
         if self.gold_reward is not None:
             stats["gold_reward"] = self.gold_reward(rollout.prompts, rollout.responses).to(self.device)
         return rollout, stats
@@ -182,6 +183,7 @@ class RLOOPolicy(BackboneModule):
 
     def _log_stats(self, stage: str, stats: dict[str, Tensor]) -> None:
         names = ("proxy_reward", "gold_reward", "reward", "kl", "entropy", "response_length", "eos_rate")
+        names = (*names, *(name for name in stats if name.startswith("reward/")))  # WeightedRewards' parts
         values = {f"{stage}/{name}": stats[name].float().mean() for name in names if name in stats}
         if stage == "train":
             values["train/advantage_mean"] = stats["advantage"].mean()

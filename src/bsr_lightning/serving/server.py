@@ -1,0 +1,108 @@
+"""``python -m bsr_lightning serve --model DIR``: a trained reward model over HTTP, with LitServe.
+
+``POST /score`` takes ``{"items": [{"prompt": str, "response": str} | {"messages": [{role, content}, ...]}, ...]}``
+and returns ``{"scores": [float, ...]}`` in the same order: the scores ``evaluate`` gives for the same texts with the
+same ``max_length`` and ``overlong`` policy (a conversation dropped as over-long scores ``null``). Requests arriving
+together are batched (``max_batch_size`` requests, waiting at most ``batch_timeout`` seconds); a request holds at most
+``max_items`` items and ``max_payload_bytes`` bytes (413 beyond), and a malformed one gets a 400 with the reason.
+``GET /health`` answers ``ok`` once the model is loaded. The server binds to 127.0.0.1 unless ``host`` says
+otherwise, and SIGTERM stops it gracefully (uvicorn finishes the requests in flight).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+
+from bsr_lightning.errors import ConfigError, check
+from bsr_lightning.serving.protocol import SCORE_PATH
+
+
+def serve(model: str, host: str = "127.0.0.1", port: int = 8000, batch_size: int = 32, max_length: int = 1024,
+          overlong: str = "truncate_left", max_items: int = 1024, max_payload_bytes: int = 16_000_000,
+          max_batch_size: int = 8, batch_timeout: float = 0.01, accelerator: str = "auto",
+          timeout: float = 60.0) -> None:
+    """Serve a reward model over HTTP (``POST /score``, ``GET /health``).
+
+    Args:
+        model: an exported directory (or hub id) or a Lightning ``.ckpt``.
+        host: the interface to bind: 127.0.0.1 (this machine only) unless you ask for 0.0.0.0 or ``::`` (all).
+        port: the TCP port.
+        batch_size: sequences per forward pass.
+        max_length: the longest conversation in tokens.
+        overlong: ``truncate_left``, ``truncate_right`` or ``drop`` (dropped ones score null), as in ``evaluate``.
+        max_items: conversations per request at most (413 beyond).
+        max_payload_bytes: request body size at most (413 beyond).
+        max_batch_size: requests scored together at most.
+        batch_timeout: seconds a request waits for others to batch with.
+        accelerator: ``cpu``, ``cuda`` or ``auto``.
+        timeout: seconds a request may wait for its scores (504 beyond).
+    """
+    check(overlong in ("drop", "truncate_left", "truncate_right"), "overlong", f"unknown policy {overlong!r}.")
+    check(max_items >= 1 and max_batch_size >= 1, "max_items/max_batch_size", "must be at least 1.")
+    check(host in ("127.0.0.1", "0.0.0.0", "::"), "host", f"must be 127.0.0.1, 0.0.0.0 or :: (LitServe), got {host!r}.")
+    try:
+        import litserve as ls
+    except ImportError:
+        raise ConfigError("serve needs LitServe: pip install 'bsr_lightning[serve]'.") from None
+    from bsr_lightning.serving.api import RewardModelAPI
+
+    api = RewardModelAPI(model, batch_size, max_length, overlong, max_items, max_batch_size, batch_timeout)
+    guard = (JSONBodyGuard, {"path": SCORE_PATH, "max_bytes": max_payload_bytes})
+    server = ls.LitServer(api, accelerator=accelerator, devices=1, timeout=timeout, middlewares=[guard])
+    signal.signal(signal.SIGTERM, _interrupt)  # LitServe shuts its workers down on KeyboardInterrupt only
+    print(f"Serving {model} on http://{host}:{port}{SCORE_PATH}", flush=True)
+    server.run(host=host, port=port, generate_client_file=False, log_level="warning")
+    print("Server stopped.", flush=True)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+class JSONBodyGuard:
+    """ASGI middleware in front of ``POST /score``: a body over ``max_bytes`` gets 413 and one that is not JSON 400,
+    before LitServe parses it (it answers 500 to both); a JSON body sent without a JSON content type is accepted.
+
+    Args:
+        app: the ASGI app it wraps.
+        path: the route it guards.
+        max_bytes: the largest body accepted.
+    """
+
+    def __init__(self, app, path: str = SCORE_PATH, max_bytes: int = 16_000_000) -> None:
+        self.app, self.path, self.max_bytes = app, path, max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_bytes:
+                return await _reply(send, 413, f"request body over {self.max_bytes} bytes; split the request")
+        try:
+            json.loads(body)
+        except ValueError as err:
+            return await _reply(send, 400, f'the body must be JSON {{"items": [...]}} ({err})')
+        headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-type"]
+        scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _reply(send, status: int, detail: str) -> None:
+    payload = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+    await send({"type": "http.response.body", "body": payload})
