@@ -8,7 +8,8 @@ stopping the others):
    with sdpa, and ``Packed`` with flash_attention_2 when ``flash_attn`` imports; FSDP2 (``ModelParallelStrategy``) on
    the one GPU; QLoRA nf4 (fp32 compute, so the exported model's scores can be compared with the module's at the CPU
    test's tolerance).
-2. ``rloo``: 5 steps of a ~0.4B policy (hidden 896, 24 layers) against the 1.07B reward model: rollouts/s.
+2. ``rloo``: 5 steps of a ~0.4B policy (hidden 896, 24 layers) against the 1.07B reward model: rollouts/s, with
+   ``HFGenerate`` and (``rloo_vllm``) with ``VLLMGenerate`` when vLLM is installed.
 3. ``scores_fp32_vs_bf16``: the reward model's scores of the same inputs loaded in fp32 and in bf16.
 
 MFU = (real tokens/s) x (6 N + 12 L H T) / peak, with N the non-embedding parameters, L layers, H hidden size, T the
@@ -215,7 +216,7 @@ def export_difference(module, env: dict) -> float:
     return float(((got - inference).abs() / inference.abs().max()).max())
 
 
-def rloo_section(env: dict) -> dict:
+def rloo_section(env: dict, generation: str = "bsr_lightning.rloo.generation.HFGenerate") -> dict:
     """RLOO steps of the policy against the reward model: rollouts/s and peak memory against the plan."""
     size, prompts, k = env["size"], 8, 4
     model = {"class_path": "bsr_lightning.RLOOPolicy",
@@ -224,7 +225,7 @@ def rloo_section(env: dict) -> dict:
                                       "init_args": {"path": env["rm_dir"], "batch_size": 32, "max_length": 1024}},
                            "sampling": {"k": k, "temperature": 1.0, "max_new_tokens": size["new_tokens"]},
                            "optimization": {"lr": 1e-6, "schedule": "constant", "max_grad_norm": 1.0},
-                           "samples_every_n_steps": 0}}
+                           "generation": {"class_path": generation}, "samples_every_n_steps": 0}}
     data = {"class_path": "bsr_lightning.SyntheticPromptDataModule",
             "init_args": {"batch_size": prompts, "num_val_prompts": 0, "val_fraction": 0.0, "max_length": 64}}
     config = {"seed_everything": 0, "trainer": trainer_config(env["device"], size["rloo_steps"]), "model": model,
@@ -268,9 +269,12 @@ def sections(env: dict) -> dict:
            "rm_fsdp2_padded": lambda: rm_section(env, "Padded", strategy=fsdp2),
            "rm_qlora_nf4_fp32": lambda: rm_section(env, "Padded", qlora=True),
            "rloo": lambda: rloo_section(env),
+           "rloo_vllm": lambda: rloo_section(env, "bsr_lightning.rloo.vllm_generation.VLLMGenerate"),
            "scores_fp32_vs_bf16": lambda: scores_section(env)}
     if importlib.util.find_spec("flash_attn") is None or env["device"] == "cpu":
         out["rm_packed_flash_attention_2"] = lambda: {"skipped": "flash_attn is not installed (or no GPU)"}
+    if importlib.util.find_spec("vllm") is None or env["device"] == "cpu":
+        out["rloo_vllm"] = lambda: {"skipped": "vllm is not installed (or no GPU)"}
     return out
 
 

@@ -18,7 +18,7 @@ from bsr_lightning.errors import ConfigError, check
 from bsr_lightning.serving.protocol import SCORE_PATH
 
 
-def serve(model: str, host: str = "127.0.0.1", port: int = 8000, batch_size: int = 32, max_length: int = 1024,
+def serve(model: str, host: str = "127.0.0.1", port: int = 8000, batch_size: int = 8, max_length: int = 1024,
           overlong: str = "truncate_left", max_items: int = 1024, max_payload_bytes: int = 16_000_000,
           max_batch_size: int = 8, batch_timeout: float = 0.01, accelerator: str = "auto",
           timeout: float = 60.0) -> None:
@@ -28,7 +28,8 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, batch_size: int
         model: an exported directory (or hub id) or a Lightning ``.ckpt``.
         host: the interface to bind: 127.0.0.1 (this machine only) unless you ask for 0.0.0.0 or ``::`` (all).
         port: the TCP port.
-        batch_size: sequences per forward pass.
+        batch_size: sequences per forward pass; a batch of requests is sorted by length and cut into forward passes
+            of this size, so a small one wastes less on padding (``docs/benchmarks.md``: 8 beat 32 on CPU).
         max_length: the longest conversation in tokens.
         overlong: ``truncate_left``, ``truncate_right`` or ``drop`` (dropped ones score null), as in ``evaluate``.
         max_items: conversations per request at most (413 beyond).
