@@ -188,3 +188,16 @@ def test_resume_state_saves_and_restores_cuda_generators(monkeypatch):
     callback.load_state_dict(state)
     callback.on_train_batch_start(None, None, None, 0)
     assert restored and restored[0][0].tolist() == [1, 2]
+
+
+def test_evaluate_skips_and_counts_bad_rows_when_asked(tiny_llama, tmp_path):
+    model = str(export_module(RewardModel(Backbone(tiny_llama)), tmp_path / "rm"))
+    data = write_jsonl(tmp_path / "mixed.jsonl", [*generate_preference_rows(3, seed=1), {"chosen": "only"},
+                                                  *generate_preference_rows(2, seed=2)])
+    with pytest.raises(RowError, match=r"mixed.jsonl:4: --format pairs expects .* \(missing \['rejected'\]\)"):
+        cli_main(["evaluate", "--model", model, "--data", data, "--output_dir", str(tmp_path / "e1")])
+    metrics = cli_main(["evaluate", "--model", model, "--data", data, "--output_dir", str(tmp_path / "e2"),
+                        "--bad_rows", "skip"])
+    assert metrics["pairs"] == 5 and metrics["bad_rows"]["skipped"] == 1
+    assert "mixed.jsonl:4" in metrics["bad_rows"]["first"][0]
+    assert len((tmp_path / "e2" / "scores.jsonl").read_text().splitlines()) == 5

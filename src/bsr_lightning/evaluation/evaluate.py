@@ -32,21 +32,33 @@ def _chunks(rows: Iterator, size: int) -> Iterator[list]:
         yield chunk
 
 
+def _parse(evaluator: Evaluator, row_id: int, where: str, row):
+    if isinstance(row, RowError):
+        raise row
+    if not isinstance(row, dict):
+        raise RowError(where, f"expected a JSON object, got {type(row).__name__}")
+    evaluator.check_columns(row, where)
+    return evaluator.parse(row, row_id, where)
+
+
 def stream_scores(scorer: ConversationScorer, evaluator: Evaluator, rows: Iterator[tuple[str, dict]],
-                  records_file, chunk_rows: int = 2048, progress: bool = True) -> dict:
+                  records_file, chunk_rows: int = 2048, progress: bool = True, bad_rows: str = "error") -> dict:
     """Score ``(where, row)`` items chunk by chunk, writing one JSON record per row to ``records_file`` and
-    returning ``evaluator.result()``. At most ``chunk_rows`` rows (and their scores) are held at once; a bad row
-    raises :class:`RowError` naming it."""
+    returning ``evaluator.result()`` with ``bad_rows`` (count and first places). At most ``chunk_rows`` rows (and
+    their scores) are held at once; a bad row raises :class:`RowError` naming it, or with ``bad_rows='skip'`` is
+    counted and left out."""
     bar = tqdm(desc="evaluate", unit="row", disable=not progress)
+    skipped: list[str] = []
     for chunk in _chunks(enumerate(rows), chunk_rows):
         items = []
         for row_id, (where, row) in chunk:
-            if isinstance(row, RowError):
-                raise row
-            if not isinstance(row, dict):
-                raise RowError(where, f"expected a JSON object, got {type(row).__name__}")
-            evaluator.check_columns(row, where)
-            items.append(evaluator.parse(row, row_id, where))
+            try:
+                items.append(_parse(evaluator, row_id, where, row))
+            except RowError as err:
+                if bad_rows != "skip":
+                    raise RowError(err.where, f"{err.problem}. Fix the row, or pass --bad_rows skip to leave bad rows "
+                                              "out (they are counted in metrics.json).") from None
+                skipped.append(str(err))
         convs = [evaluator.conversations(item) for item in items]
         scores = scorer.score([c for group in convs for c in group], "chunk")
         bounds = np.cumsum([0] + [len(group) for group in convs])
@@ -54,13 +66,13 @@ def stream_scores(scorer: ConversationScorer, evaluator: Evaluator, rows: Iterat
             records_file.write(json.dumps(evaluator.update(item, scores[start:end])) + "\n")
         bar.update(len(chunk))
     bar.close()
-    return evaluator.result()
+    return {**evaluator.result(), "bad_rows": {"skipped": len(skipped), "first": skipped[:5]}}
 
 
 def evaluate(model: str, data: str, output_dir: str, format: Literal["pairs", "multi", "rmbench"] = "pairs",
              split: str = "train", batch_size: int = 16, max_length: int = 512,
              overlong: Literal["drop", "truncate_left", "truncate_right"] = "truncate_left",
-             device: str = "cpu", chunk_rows: int = 2048) -> dict:
+             device: str = "cpu", chunk_rows: int = 2048, bad_rows: Literal["error", "skip"] = "error") -> dict:
     """Evaluate a reward model on one dataset; writes ``metrics.json``, ``scores.jsonl`` and ``report.md``.
 
     Args:
@@ -74,6 +86,8 @@ def evaluate(model: str, data: str, output_dir: str, format: Literal["pairs", "m
         overlong: the over-long policy, as in training; counts go into the report.
         device: ``cpu`` or ``cuda``.
         chunk_rows: rows read, scored and written at a time; memory is bounded by it, not by the dataset size.
+        bad_rows: ``error`` stops at the first bad row naming it; ``skip`` leaves bad rows out and counts them in
+            ``metrics.json`` (``bad_rows``), as training's ``data.bad_rows`` does.
     """
     scorer = ConversationScorer(load_reward_model(model).to(device), batch_size, max_length, overlong,
                                 progress=False)
@@ -83,7 +97,7 @@ def evaluate(model: str, data: str, output_dir: str, format: Literal["pairs", "m
     try:
         with open(partial, "w") as records:
             metrics = stream_scores(scorer, EVALUATORS[format](data), iter_raw_rows(data, split=split), records,
-                                    chunk_rows)
+                                    chunk_rows, bad_rows=bad_rows)
     except BaseException:
         partial.unlink(missing_ok=True)  # a failed run leaves the previous outputs as they were
         raise

@@ -42,8 +42,8 @@ class Evaluator:
         missing = [c for c in self.columns if c not in row]
         if missing:
             raise RowError(where, f"--format {self.format} expects columns {list(self.columns)}, this row has "
-                                  f"{sorted(row)} (missing {missing}); choose the format of the file: "
-                                  f"{', '.join(EVALUATORS)}")
+                                  f"{sorted(row)} (missing {missing}); fix the row, or choose the format that fits "
+                                  f"the file: {', '.join(EVALUATORS)}")
 
     def parse(self, row: dict, row_id: int, where: str):
         raise NotImplementedError
