@@ -114,26 +114,11 @@ def _function_command(function, args: list[str], skip: set[str] | None = None) -
     return parser.parse_args(args)
 
 
-def export_command(args: list[str]):
-    """``export --ckpt_path X --output_dir Y``: a Lightning checkpoint to a Hugging Face directory."""
-    return export(**_function_command(export, args).as_dict())
-
-
 def evaluate_command(args: list[str]) -> dict:
     """``evaluate --model M --data F --format pairs|multi|rmbench --output_dir D``; prints the top-level metrics."""
     metrics = evaluate(**_function_command(evaluate, args).as_dict())
     print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict)}))
     return metrics
-
-
-def diagnose_command(args: list[str]) -> dict:
-    """``diagnose --models A B --data F --output_dir D``: hidden-state diagnostics and plots."""
-    return diagnose(**_function_command(diagnose, args).as_dict())
-
-
-def scenarios_command(args: list[str]) -> dict:
-    """``scenarios --data F --output_dir D``: the four over-optimization scenarios."""
-    return scenarios(**_function_command(scenarios, args).as_dict())
 
 
 def sweep_command(args: list[str]) -> list[dict]:
@@ -162,13 +147,15 @@ def plan_command(args: list[str]) -> dict:
     return plan
 
 
-def serve_command(args: list[str]) -> None:
-    """``serve --model DIR [--port P] [--host H]``: a reward model over HTTP (``POST /score``)."""
-    serve(**_function_command(serve, args).as_dict())
+def function_command(function):
+    """A command that parses its arguments from ``function``'s signature and calls it: ``export``, ``diagnose``,
+    ``scenarios``, ``serve``."""
+    return lambda args: function(**_function_command(function, args).as_dict())
 
 
-COMMANDS = {"serve": serve_command, "export": export_command, "evaluate": evaluate_command,
-            "diagnose": diagnose_command, "scenarios": scenarios_command, "sweep": sweep_command, "plan": plan_command}
+COMMANDS = {"serve": function_command(serve), "export": function_command(export), "evaluate": evaluate_command,
+            "diagnose": function_command(diagnose), "scenarios": function_command(scenarios), "sweep": sweep_command,
+            "plan": plan_command}
 
 
 def main() -> None:

@@ -166,11 +166,9 @@ class ChatDataModule(ResumableData, L.LightningDataModule):
             if len(kept) < len(encoded):
                 log.warning("%s: dropped %d of %d examples longer than max_length=%d tokens.", split,
                             len(encoded) - len(kept), len(encoded), self.hparams.max_length)
-            if examples:
-                require_rows(kept, split, self.counts[split], self.hparams.max_length, "drop")
+            if examples or split == "train":  # training needs rows; validation only when it has a source
+                require_rows(kept, split, self.counts.get(split, {}), self.hparams.max_length, "drop")
                 self.datasets[split] = kept
-        if "train" not in self.datasets:
-            require_rows([], "train", self.counts.get("train", {}), self.hparams.max_length, "drop")
 
     def collate(self, examples: list[ChatExample]) -> dict:
         raise NotImplementedError

@@ -50,6 +50,15 @@ def iter_raw_rows(path: str, name: str | None = None, data_dir: str | None = Non
             yield from _iter_tabular(file)
 
 
+_CORRUPT = (EOFError, gzip.BadGzipFile, zlib.error)  # a truncated or damaged compressed stream
+
+
+def _corrupt(file: str, err: Exception, line_no: int | None = None) -> DataError:
+    where = f"{file}:{line_no}" if line_no is not None else file
+    return DataError(f"{where}: the compressed file ends early or is corrupt ({err}); download or compress it again."
+                     + (" Rows before this line were read." if line_no is not None else ""))
+
+
 def _open_binary(file: str):
     return gzip.open(file, "rb") if file.endswith(".gz") else open(file, "rb")
 
@@ -62,9 +71,8 @@ def _lines(file: str) -> Iterator[tuple[int, bytes]]:
         with _open_binary(file) as handle:
             for line_no, line in enumerate(handle, start=1):
                 yield line_no, line
-    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
-        raise DataError(f"{file}:{line_no + 1}: the compressed file ends early or is corrupt ({err}); download or "
-                        "compress it again. Rows before this line were read.") from None
+    except _CORRUPT as err:
+        raise _corrupt(file, err, line_no + 1) from None
 
 
 def _decode(raw: bytes, line_no: int, where: str) -> str | RowError:
@@ -79,9 +87,8 @@ def _iter_json(file: str) -> Iterator[tuple[str, dict | RowError]]:
     try:
         with _open_binary(file) as handle:
             head = handle.read(4096).decode("utf-8-sig", errors="replace").lstrip()
-    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
-        raise DataError(f"{file}: the compressed file ends early or is corrupt ({err}); download or compress it "
-                        "again.") from None
+    except _CORRUPT as err:
+        raise _corrupt(file, err) from None
     if head.startswith("["):  # one JSON array
         yield from _iter_json_array(file)
         return
@@ -105,8 +112,8 @@ def _iter_json_array(file: str) -> Iterator[tuple[str, dict | RowError]]:
             rows = json.loads(handle.read().decode("utf-8-sig"))
     except UnicodeDecodeError as err:
         raise DataError(f"{file}: not UTF-8 text (byte offset {err.start}); save the file as UTF-8.") from None
-    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
-        raise DataError(f"{file}: the compressed file ends early or is corrupt ({err}).") from None
+    except _CORRUPT as err:
+        raise _corrupt(file, err) from None
     except json.JSONDecodeError as err:
         raise RowError(f"{file}:{err.lineno}", f"malformed JSON ({err.msg} at column {err.colno})") from err
     for index, row in enumerate(rows):

@@ -14,12 +14,13 @@ from __future__ import annotations
 import json
 import signal
 
+from bsr_lightning.data.encoding import Overlong
 from bsr_lightning.errors import ConfigError, check
 from bsr_lightning.serving.protocol import SCORE_PATH
 
 
 def serve(model: str, host: str = "127.0.0.1", port: int = 8000, batch_size: int = 8, max_length: int = 1024,
-          overlong: str = "truncate_left", max_items: int = 1024, max_payload_bytes: int = 16_000_000,
+          overlong: Overlong = "truncate_left", max_items: int = 1024, max_payload_bytes: int = 16_000_000,
           max_batch_size: int = 8, batch_timeout: float = 0.01, accelerator: str = "auto",
           timeout: float = 60.0) -> None:
     """Serve a reward model over HTTP (``POST /score``, ``GET /health``).
@@ -39,7 +40,6 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, batch_size: int
         accelerator: ``cpu``, ``cuda`` or ``auto``.
         timeout: seconds a request may wait for its scores (504 beyond).
     """
-    check(overlong in ("drop", "truncate_left", "truncate_right"), "overlong", f"unknown policy {overlong!r}.")
     check(max_items >= 1 and max_batch_size >= 1, "max_items/max_batch_size", "must be at least 1.")
     check(host in ("127.0.0.1", "0.0.0.0", "::"), "host", f"must be 127.0.0.1, 0.0.0.0 or :: (LitServe), got {host!r}.")
     try:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import tempfile
-from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -21,7 +19,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from bsr_lightning.errors import ConfigError
-from bsr_lightning.files import apply_umask
+from bsr_lightning.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -33,19 +31,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         if not isinstance(get_filesystem(path), type(get_filesystem("."))):
             return super().save_checkpoint(checkpoint, path, storage_options)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                torch.save(checkpoint, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            apply_umask(tmp)  # mkstemp creates 0600; a checkpoint is as readable as any file the user writes
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path, "wb") as handle:
+            torch.save(checkpoint, handle)
 
 
 class ResumeState(L.Callback):

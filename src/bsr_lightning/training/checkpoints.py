@@ -71,7 +71,7 @@ def export(ckpt_path: str, output_dir: str, overwrite: bool = False, weights_onl
         overwrite: write into a non-empty directory no export wrote; files the export does not write are kept.
         weights_only: ``false`` unpickles arbitrary objects, for trusted checkpoints from other tools only.
     """
-    check_export_dir(output_dir, overwrite)
+    check_export_dir(output_dir, overwrite)  # before the (slow) checkpoint load; the save checks again
     path = export_module(load_module_from_checkpoint(ckpt_path, weights_only), output_dir, overwrite)
     print(f"Exported {ckpt_path} to {path}")
     return path
