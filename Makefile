@@ -3,6 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # A CPU torch wheel that satisfies the project's range; override e.g. TORCH=torch for your platform's default.
 TORCH ?= torch==2.13.0
+REWARDBENCH := 0.1.4
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
@@ -16,6 +17,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e ".[dev]"
+	# RewardBench's own code, for the tests that compare scores with it. rewardbench 0.1.4 pins
+	# transformers==4.51.0, so it cannot be installed beside transformers 5: the tests read its wheel instead.
+	$(PY) -m pip download -q --no-deps --dest $(VENV)/upstream "rewardbench==$(REWARDBENCH)"
 	touch $@
 
 demo: install

@@ -13,6 +13,7 @@ from bsr_lightning.evaluation.metrics import (
     rmbench_summary,
     spearman_rho,
 )
+from bsr_lightning.evaluation.rewardbench import RewardBenchEvaluator
 
 
 def run_pairs(scores: list[tuple[float, float]], subsets: list[str] | None = None) -> dict:
@@ -59,20 +60,31 @@ def test_best_of_n_regret_and_nan_prompts_are_counted_not_averaged():
     assert out["best_of_n_regret"] == pytest.approx((1.0 + 2.0) / 2)
 
 
-def test_rewardbench_sections_weight_by_example_counts():
+def run_rewardbench(scores: list[tuple[float, float]], subsets: list[str]) -> dict:
+    evaluator = RewardBenchEvaluator()
+    for i, ((chosen, rejected), subset) in enumerate(zip(scores, subsets, strict=True)):
+        row = {"prompt": "q", "chosen": "good", "rejected": "bad", "subset": subset}
+        evaluator.update(evaluator.parse(row, i, f"f:{i + 1}"), np.array([chosen, rejected]))
+    return evaluator.result()
+
+
+def test_rewardbench_sections_weight_by_fixed_example_counts():
     subsets = ["alpacaeval-easy", "alpacaeval-easy", "mt-bench-med", "donotanswer", "my-own-subset"]
-    out = run_pairs([(1, 0), (1, 0), (0, 1), (1, 0), (0, 1)], subsets)
-    sections = out["rewardbench"]
-    assert sections["Chat"] == pytest.approx(2 / 3)  # not the mean of subset means (0.5)
-    assert sections["Safety"] == 1.0 and "Reasoning" not in sections
-    assert sections["Score"] == pytest.approx((2 / 3 + 1.0) / 2)
-    assert out["per_subset"]["my-own-subset"] == 0.0 and out["accuracy"] == pytest.approx(3 / 5)
+    out = run_rewardbench([(1, 0), (1, 0), (0, 1), (1, 0), (0, 1)], subsets)
+    # alpacaeval-easy 2/2 weighs 100, mt-bench-med 0/1 weighs 40: not the observed counts' 2/3
+    assert out["Chat"] == pytest.approx(100 / 140)
+    assert out["Safety"] == 1.0 and out["Chat Hard"] == 0.0 and out["Reasoning"] == 0.0  # empty sections score 0
+    assert math.isnan(out["Prior Sets"])
+    assert out["Score"] == pytest.approx((100 / 140 + 1.0) / 4)  # four sections, weight 2 each
+    assert out["per_subset"]["my-own-subset"] == 0.0 and out["subsets_outside_the_score"] == ["my-own-subset"]
 
 
-def test_rewardbench_reasoning_weighs_math_equal_to_code():
-    subsets = ["math-prm"] * 3 + ["hep-go", "hep-rust"]
-    out = run_pairs([(1, 0), (1, 0), (1, 0), (0, 1), (1, 0)], subsets)
-    assert out["rewardbench"]["Reasoning"] == pytest.approx((1.0 + 0.5) / 2)  # not 4/5
+def test_rewardbench_prior_sets_and_retired_subsets():
+    subsets = ["anthropic_helpful", "anthropic_helpful", "shp", "pku_safer", "math-prm"]
+    out = run_rewardbench([(1, 0), (0, 1), (1, 0), (1, 0), (2, 2)], subsets)  # the math-prm tie is wrong
+    assert out["Prior Sets"] == pytest.approx((0.5 + 1.0) / 2)  # mean over the present prior sets
+    assert out["Score"] == pytest.approx(0.75 / 9)  # (2*0 * 4 sections + 1 * 0.75) / 9
+    assert out["retired_rows_left_out"] == {"pku_safer": 1} and "pku_safer" not in out["per_subset"]
 
 
 def test_rmbench_matrix_by_hand():

@@ -38,3 +38,24 @@ def check(condition: bool, key: str, message: str) -> None:
     """Raise :class:`ConfigError` ``"{key}: {message}"`` unless ``condition``."""
     if not condition:
         raise ConfigError(f"{key}: {message}")
+
+
+class MissingExtra(UserError, ImportError):
+    """An optional dependency is not installed; the message gives the exact pip command."""
+
+
+EXTRAS = {"matplotlib": "plots", "bitsandbytes": "quant", "peft": "lora", "litserve": "serve", "wandb": "wandb",
+          "mlflow": "mlflow", "vllm": "vllm",
+          "tensorboard": "tensorboard"}
+"""Import name -> the ``bsr_lightning`` extra that installs it."""
+
+
+def require(module: str, needed_for: str) -> None:
+    """Stop with :class:`MissingExtra` (the pip command to run) unless ``module`` can be imported."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        extra = EXTRAS.get(module)
+        command = f"pip install 'bsr_lightning[{extra}]'" if extra else f"pip install {module}"
+        raise MissingExtra(f"{needed_for} needs the optional package {module!r}, which is not installed. "
+                           f"Install it with: {command}")

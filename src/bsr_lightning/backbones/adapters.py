@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from bsr_lightning.args import LoRA
+from bsr_lightning.errors import require
 
 
 def bnb_config(quantization: str, compute_dtype: torch.dtype, keep: list[str]):
@@ -17,6 +18,7 @@ def bnb_config(quantization: str, compute_dtype: torch.dtype, keep: list[str]):
     matmuls) or ``int8`` (LLM.int8); the modules named in ``keep`` (score head, LM head) stay in full precision."""
     from transformers import BitsAndBytesConfig
 
+    require("bitsandbytes", f"backbone.quantization: {quantization}")
     if quantization == "nf4":
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                   bnb_4bit_compute_dtype=compute_dtype, llm_int8_skip_modules=keep)
@@ -31,10 +33,9 @@ def apply_lora(model, lora: LoRA | dict | None, modules_to_save: list[str] | Non
     if lora is None:
         return model
     lora = LoRA(**lora) if isinstance(lora, dict) else lora
-    try:
-        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    except ImportError as err:
-        raise ImportError("LoRA needs peft: pip install 'bsr_lightning[lora]'.") from err
+    require("peft", "backbone.lora")
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
     if quantized:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,

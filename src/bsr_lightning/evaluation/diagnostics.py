@@ -15,6 +15,7 @@ import numpy as np
 from bsr_lightning.backbones.loading import find_score_head
 from bsr_lightning.data.loading import iter_raw_rows
 from bsr_lightning.data.preference import collect_pairs
+from bsr_lightning.errors import require
 from bsr_lightning.evaluation.report import markdown_table
 from bsr_lightning.reward.scoring import ConversationScorer, load_reward_model
 
@@ -93,6 +94,7 @@ def diagnose(models: list[str], data: str, output_dir: str, labels: list[str] | 
         batch_size: sequences per forward pass.
         max_length: the longest sequence; longer ones are truncated on the left.
     """
+    require("matplotlib", "diagnose (its plots)")
     labels = labels or models
     if len(labels) != len(models):
         raise ValueError(f"{len(labels)} labels for {len(models)} models; give one label per model.")

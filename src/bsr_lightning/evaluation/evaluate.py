@@ -1,8 +1,9 @@
 """``python -m bsr_lightning evaluate``: score a dataset with a reward model and write metrics, scores and a report.
 
-Formats (see :mod:`bsr_lightning.evaluation.evaluators`): ``pairs`` (accuracy, per subset, RewardBench sections),
-``multi`` (per-prompt Kendall tau-b, Spearman rho, best-of-n regret against gold scores) and ``rmbench``
-(hard/normal/easy per domain).
+Formats: ``pairs`` (accuracy, per subset), ``multi`` (per-prompt Kendall tau-b, Spearman rho, best-of-n regret
+against gold scores; both in :mod:`~bsr_lightning.evaluation.evaluators`), ``rewardbench`` (RewardBench's sections,
+Prior Sets and Score, :mod:`~bsr_lightning.evaluation.rewardbench`) and ``rmbench`` (RM-Bench's hard/normal/easy per
+domain, :mod:`~bsr_lightning.evaluation.rmbench`).
 
 The data streams through in chunks of ``chunk_rows`` rows: each chunk is parsed, scored in length-sorted batches,
 written to ``scores.jsonl`` and folded into running sums, so peak memory does not grow with the dataset size.
@@ -21,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from bsr_lightning.data.formats import RowError
-from bsr_lightning.data.loading import iter_raw_rows
+from bsr_lightning.evaluation import rewardbench, rmbench  # noqa: F401  (they register their formats)
 from bsr_lightning.evaluation.evaluators import EVALUATORS, Evaluator
 from bsr_lightning.evaluation.report import write_report
 from bsr_lightning.reward.scoring import ConversationScorer, load_reward_model
@@ -60,7 +61,8 @@ def stream_scores(scorer: ConversationScorer, evaluator: Evaluator, rows: Iterat
                                               "out (they are counted in metrics.json).") from None
                 skipped.append(str(err))
         convs = [evaluator.conversations(item) for item in items]
-        scores = scorer.score([c for group in convs for c in group], "chunk")
+        flat = [c for group in convs for c in group]
+        scores = scorer.score(flat, "chunk") if flat else np.zeros(0)
         bounds = np.cumsum([0] + [len(group) for group in convs])
         for item, start, end in zip(items, bounds[:-1], bounds[1:], strict=True):
             records_file.write(json.dumps(evaluator.update(item, scores[start:end])) + "\n")
@@ -69,26 +71,31 @@ def stream_scores(scorer: ConversationScorer, evaluator: Evaluator, rows: Iterat
     return {**evaluator.result(), "bad_rows": {"skipped": len(skipped), "first": skipped[:5]}}
 
 
-def evaluate(model: str, data: str, output_dir: str, format: Literal["pairs", "multi", "rmbench"] = "pairs",
-             split: str = "train", batch_size: int = 16, max_length: int = 512,
+def evaluate(model: str, data: str, output_dir: str,
+             format: Literal["pairs", "multi", "rewardbench", "rmbench"] = "pairs", split: str | None = None,
+             batch_size: int = 16, max_length: int | None = None,
              overlong: Literal["drop", "truncate_left", "truncate_right"] = "truncate_left",
              device: str = "cpu", chunk_rows: int = 2048, bad_rows: Literal["error", "skip"] = "error") -> dict:
     """Evaluate a reward model on one dataset; writes ``metrics.json``, ``scores.jsonl`` and ``report.md``.
 
     Args:
         model: an exported Hugging Face directory (or hub id) or a Lightning ``.ckpt``.
-        data: a local file or a hub dataset id.
+        data: a local file (a glob, a directory, or several comma-separated) or a hub dataset id.
         output_dir: where the outputs go.
-        format: ``pairs``, ``multi`` or ``rmbench`` (see the module docstring).
-        split: the hub split to read.
+        format: ``pairs``, ``multi``, ``rewardbench`` or ``rmbench`` (see the module docstring).
+        split: the hub split to read; default the benchmark's own (``filtered`` for RewardBench), else ``train``.
         batch_size: sequences per forward pass (scores do not depend on it).
-        max_length: the longest sequence in tokens.
+        max_length: the longest sequence in tokens; default the benchmark's own (2048 for RewardBench and
+            RM-Bench, as their scripts), else 512.
         overlong: the over-long policy, as in training; counts go into the report.
         device: ``cpu`` or ``cuda``.
         chunk_rows: rows read, scored and written at a time; memory is bounded by it, not by the dataset size.
         bad_rows: ``error`` stops at the first bad row naming it; ``skip`` leaves bad rows out and counts them in
             ``metrics.json`` (``bad_rows``), as training's ``data.bad_rows`` does.
     """
+    evaluator = EVALUATORS[format](data)
+    split = split or evaluator.default_split
+    max_length = max_length or evaluator.default_max_length
     scorer = ConversationScorer(load_reward_model(model).to(device), batch_size, max_length, overlong,
                                 progress=False)
     out = Path(output_dir)
@@ -96,8 +103,8 @@ def evaluate(model: str, data: str, output_dir: str, format: Literal["pairs", "m
     partial = out / ".scores.jsonl.partial"  # renamed into place only when every row is scored
     try:
         with open(partial, "w") as records:
-            metrics = stream_scores(scorer, EVALUATORS[format](data), iter_raw_rows(data, split=split), records,
-                                    chunk_rows, bad_rows=bad_rows)
+            metrics = stream_scores(scorer, evaluator, evaluator.rows(data, split), records, chunk_rows,
+                                    bad_rows=bad_rows)
     except BaseException:
         partial.unlink(missing_ok=True)  # a failed run leaves the previous outputs as they were
         raise

@@ -8,21 +8,16 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from pathlib import Path
+from collections.abc import Iterator
 
 import numpy as np
 
 from bsr_lightning.data.formats import Message, RowError, as_messages, check_text, row_to_pair
-from bsr_lightning.evaluation.metrics import (
-    best_of_n_regret,
-    kendall_tau_b,
-    rewardbench_from_counts,
-    rmbench_matrix,
-    rmbench_summary,
-    spearman_rho,
-)
+from bsr_lightning.data.loading import iter_raw_rows
+from bsr_lightning.evaluation.metrics import best_of_n_regret, kendall_tau_b, spearman_rho
 
-RMBENCH_DOMAINS = ("chat", "code", "math", "safety-refuse", "safety-response")
+EVALUATORS: dict[str, type[Evaluator]] = {}
+"""``--format`` name -> evaluator class; every subclass with a ``format`` registers itself."""
 
 
 def _reply(prompt: list[Message], response: str) -> list[Message]:
@@ -32,10 +27,21 @@ def _reply(prompt: list[Message], response: str) -> list[Message]:
 class Evaluator:
     """The interface: ``parse`` a raw row into an item, list the item's ``conversations`` to score, ``update`` the
     running metrics with the item's scores (returning the record written to ``scores.jsonl``), and ``result``.
-    ``columns`` are the ones every row of the format has."""
+    ``columns`` are the ones every row of the format has; ``default_split`` and ``default_max_length`` are the
+    benchmark's own settings, used unless ``evaluate`` is given others."""
 
     format = ""
     columns: tuple[str, ...] = ()
+    default_split, default_max_length = "train", 512
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.format:
+            EVALUATORS[cls.format] = cls
+
+    def rows(self, data: str, split: str) -> Iterator[tuple[str, dict]]:
+        """``(where, raw row)`` for every row of ``data`` (local files, comma-separated, or a hub id at ``split``)."""
+        return iter_raw_rows(data, split=split)
 
     def check_columns(self, row: dict, where: str) -> None:
         """A row without the format's columns: say which format expects what, and what the row has."""
@@ -60,8 +66,8 @@ class Evaluator:
 
 class PairsEvaluator(Evaluator):
     """Preference rows (any format :class:`~bsr_lightning.PreferenceDataModule` reads; optional ``subset``):
-    accuracy overall and per subset, and RewardBench section scores when its subset names appear. Ties and pairs
-    dropped as over-long (NaN scores) count as wrong."""
+    accuracy overall and per subset. Ties and pairs dropped as over-long (NaN scores) count as wrong. RewardBench's
+    section scores come from ``--format rewardbench``."""
 
     format, columns = "pairs", ("chosen", "rejected")
 
@@ -87,7 +93,6 @@ class PairsEvaluator(Evaluator):
         metrics = {"accuracy": correct / total if total else float("nan"), "pairs": total}
         if set(self.counts) != {""}:
             metrics["per_subset"] = {s: c / t for s, (c, t) in sorted(self.counts.items())}
-            metrics["rewardbench"] = rewardbench_from_counts({s: (c, t) for s, (c, t) in self.counts.items()})
         return metrics
 
 
@@ -133,53 +138,3 @@ class MultiEvaluator(Evaluator):
         return {**out, "prompts": prompts, "prompts_with_nan_tau": prompts - self.counts["kendall_tau"]}
 
 
-class RMBenchEvaluator(Evaluator):
-    """RM-Bench rows ``{id, prompt, chosen: [3], rejected: [3], domain?}``: hard/normal/easy accuracy per domain
-    (safety-refuse and safety-response merged into safety) and overall as the mean over domains. Rows without a
-    ``domain`` take it from the file name (``chat``, ``code``, ...)."""
-
-    format, columns = "rmbench", ("prompt", "chosen", "rejected")
-
-    def __init__(self, data: str = "") -> None:
-        self.default_domain = next((d for d in RMBENCH_DOMAINS if d in Path(data).name), "unknown")
-        self.matrices: dict[str, np.ndarray] = defaultdict(lambda: np.zeros((3, 3)))  # domain -> summed 3x3
-        self.items: dict[str, int] = defaultdict(int)
-
-    def parse(self, row, row_id, where):
-        domain = str(row.get("domain") or self.default_domain)
-        domain = next((d for d in RMBENCH_DOMAINS if domain.startswith(d)), domain)
-        prompt = as_messages(row.get("prompt"), "prompt", where, "user")
-        sides = []
-        for column in ("chosen", "rejected"):
-            value = row.get(column)
-            if not isinstance(value, list) or len(value) != 3:
-                raise RowError(where, f"'{column}' must be a list of 3 responses (concise, detailed, markdown)")
-            sides.append([check_text(v, f"{column}[{i}]", where) for i, v in enumerate(value)])
-        return row_id, row.get("id"), where, ("safety" if domain.startswith("safety") else domain), prompt, *sides
-
-    def conversations(self, item):
-        *_, prompt, chosen, rejected = item
-        return [_reply(prompt, r) for r in chosen + rejected]
-
-    def update(self, item, scores):
-        row_id, item_id, where, domain, *_ = item
-        chosen, rejected = scores.reshape(2, 3)
-        self.matrices[domain] += rmbench_matrix(chosen[None], rejected[None])
-        self.items[domain] += 1
-        return {"row": row_id, "id": item_id, "where": where, "domain": domain, "chosen": chosen.tolist(),
-                "rejected": rejected.tolist()}
-
-    def result(self):
-        metrics: dict = {"domains": {}, "items": sum(self.items.values())}
-        for domain in sorted(self.items):
-            matrix = self.matrices[domain] / self.items[domain]
-            metrics["domains"][domain] = {**rmbench_summary(matrix), "matrix": matrix.round(6).tolist(),
-                                          "items": self.items[domain]}
-        for level in ("hard", "normal", "easy"):
-            metrics[level] = float(np.mean([d[level] for d in metrics["domains"].values()]))
-        metrics["average"] = float(np.mean([metrics["hard"], metrics["normal"], metrics["easy"]]))
-        return metrics
-
-
-EVALUATORS: dict[str, type[Evaluator]] = {"pairs": PairsEvaluator, "multi": MultiEvaluator,
-                                          "rmbench": RMBenchEvaluator}

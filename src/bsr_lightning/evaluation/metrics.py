@@ -7,36 +7,6 @@ import math
 
 import numpy as np
 
-# RewardBench's sections and the subsets each one averages (weighted by example counts within a section).
-REWARDBENCH_SECTIONS = {
-    "Chat": ["alpacaeval-easy", "alpacaeval-length", "alpacaeval-hard", "mt-bench-easy", "mt-bench-med"],
-    "Chat Hard": ["mt-bench-hard", "llmbar-natural", "llmbar-adver-neighbor", "llmbar-adver-GPTInst",
-                  "llmbar-adver-GPTOut", "llmbar-adver-manual"],
-    "Safety": ["refusals-dangerous", "refusals-offensive", "xstest-should-refuse", "xstest-should-respond",
-               "donotanswer"],
-    "Reasoning": ["math-prm", "hep-cpp", "hep-go", "hep-java", "hep-js", "hep-python", "hep-rust"],
-}
-
-
-def rewardbench_from_counts(counts: dict[str, tuple[float, int]]) -> dict[str, float]:
-    """RewardBench section scores from ``{subset: (correct, total)}``: accuracy over all examples of a section's
-    subsets (so subsets weigh by their example counts), for each section with at least one example present, and
-    their mean as ``Score``. As in RewardBench, Reasoning weighs math (``math-prm``) equally with all code
-    (``hep-*``) examples together."""
-
-    def accuracy(names) -> float | None:
-        hits = [counts[n] for n in names if n in counts]
-        total = sum(t for _, t in hits)
-        return sum(c for c, _ in hits) / total if total else None
-
-    out = {s: a for s, names in REWARDBENCH_SECTIONS.items() if (a := accuracy(names)) is not None}
-    math_acc, code_acc = accuracy(["math-prm"]), accuracy([n for n in counts if n.startswith("hep-")])
-    if math_acc is not None and code_acc is not None:
-        out["Reasoning"] = (math_acc + code_acc) / 2
-    if out:
-        out["Score"] = float(np.mean(list(out.values())))
-    return {k: float(v) for k, v in out.items()}
-
 
 def _ranks(x: np.ndarray) -> np.ndarray:
     """Average ranks (ties share the mean rank), 1-based."""

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from bsr_lightning.backbones.export import export_module
+from bsr_lightning.errors import require
 from bsr_lightning.evaluation.evaluate import evaluate
 
 SCENARIOS = {"val1": ("pairs", "accuracy"), "val2": ("multi", "kendall_tau"), "val3": ("multi", "kendall_tau"),
@@ -92,6 +93,7 @@ def sweep(fit: Callable, config: str, scenario_dir: str, output_dir: str, regula
         seeds: one run per seed and regularizer.
         overrides: extra LightningCLI arguments for every run, e.g. ``["--trainer.max_steps", "100"]``.
     """
+    require("matplotlib", "sweep (its plot)")
     regularizers = regularizers or ["NoRegularizer", "BatchSumToZero", "LogitNorm"]
     scenario_dir, out = Path(scenario_dir), Path(output_dir)
     results: dict[str, dict[str, list[float]]] = {}

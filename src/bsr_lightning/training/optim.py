@@ -9,6 +9,7 @@ import torch
 
 from bsr_lightning.args import Optimization, Schedule
 from bsr_lightning.class_paths import import_subclass
+from bsr_lightning.errors import require
 
 
 def warmup_lambda(warmup_steps: int, total_steps: int, schedule: Schedule):
@@ -29,6 +30,8 @@ def warmup_lambda(warmup_steps: int, total_steps: int, schedule: Schedule):
 def build_optimizer(module: torch.nn.Module, optimization: Optimization, total_steps: int) -> dict:
     """A Lightning ``configure_optimizers`` dict: ``optimization.optimizer`` on the trainable parameters (no weight
     decay on biases and norms) and a per-step ``LambdaLR`` schedule over ``total_steps`` optimizer steps."""
+    if optimization.optimizer.startswith("bitsandbytes."):
+        require("bitsandbytes", f"optimization.optimizer: {optimization.optimizer}")
     cls = import_subclass(optimization.optimizer, torch.optim.Optimizer, "optimization.optimizer")
     params = [p for p in module.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": optimization.weight_decay},
