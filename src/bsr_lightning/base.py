@@ -15,6 +15,7 @@ from torch import nn
 
 from bsr_lightning.args import Backbone, Optimization
 from bsr_lightning.backbones.adapters import apply_lora
+from bsr_lightning.backbones.model_card import describe
 from bsr_lightning.backbones.sharding import check_strategy
 from bsr_lightning.backbones.tokenizers import load_tokenizer
 from bsr_lightning.class_paths import plain
@@ -33,12 +34,25 @@ class BackboneModule(L.LightningModule):
     """
 
     default_optimization: ClassVar[dict] = {}
+    card: ClassVar[dict] = {
+        "title": "Causal language model", "pipeline_tag": "text-generation", "tags": ["bsr_lightning"],
+        "summary": "A causal language model trained with bsr_lightning.",
+        "usage": "from transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
+                 "tokenizer = AutoTokenizer.from_pretrained(PATH)\n"
+                 "model = AutoModelForCausalLM.from_pretrained(PATH)\n"
+                 "messages = [{'role': 'user', 'content': 'How do I boil an egg?'}]\n"
+                 "ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors='pt',\n"
+                 "                                    return_dict=True)\n"
+                 "out = model.generate(**ids, max_new_tokens=64)\n"
+                 "print(tokenizer.decode(out[0, ids['input_ids'].shape[1]:], skip_special_tokens=True))"}
+    """What the model card says about this kind of model (:mod:`bsr_lightning.backbones.model_card`)."""
 
     def __init__(self, backbone: Backbone, optimization: Optimization | None = None) -> None:
         super().__init__()
         self.backbone_args = backbone
         self.optimization = optimization if optimization is not None else Optimization(**self.default_optimization)
         self.tokenizer = load_tokenizer(backbone.name, backbone.chat_template, backbone.trust_remote_code)
+        self.run_record: dict = {}  # command, resolved config and data of the run (``fit`` fills it in)
 
     def wrap_backbone(self, model: nn.Module, modules_to_save: list[str] | None = None) -> nn.Module:
         """LoRA adapters (only they, and ``modules_to_save``, train) and gradient checkpointing, as configured."""
@@ -59,15 +73,33 @@ class BackboneModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         check_strategy(self._trainer, self.backbone_args.quantization, self.backbone_args.lora)
 
+    def card_facts(self) -> dict:
+        """The model card's facts: :attr:`card`, the base model, every init argument, the run record."""
+        skip = {"backbone", "optimization", "_class_path", "_instantiator"}
+        table = {k: describe(v) for k, v in self.hparams.items() if k not in skip}
+        opt = self.optimization
+        table["optimizer"] = f"`{opt.optimizer.rsplit('.', 1)[-1]}`, lr {opt.lr:g}, {opt.schedule} schedule"
+        return {**self.card, "base_model": self.backbone_args.name, "table": table, "run_record": self.run_record}
+
+    def latest_val_metrics(self) -> dict[str, float]:
+        """The latest ``val/...`` metrics of the attached trainer (empty without one)."""
+        trainer = self._trainer
+        metrics = trainer.callback_metrics if trainer is not None else {}
+        return {k: float(v) for k, v in metrics.items() if k.startswith("val/")}
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """With LoRA, keep only the trainable weights (adapters, score head): the frozen, possibly quantized base is
-        rebuilt from ``backbone.name`` on load, so an 8B QLoRA checkpoint is tens of MB."""
+        """The run record and the latest validation metrics go into the checkpoint (for the model card of a later
+        ``export``). With LoRA, keep only the trainable weights (adapters, score head): the frozen, possibly
+        quantized base is rebuilt from ``backbone.name`` on load, so an 8B QLoRA checkpoint is tens of MB."""
+        checkpoint["bsr_lightning_run"] = {**self.run_record, "metrics": self.latest_val_metrics()}
         if self.backbone_args.lora is not None:
             trainable = {n for n, p in self.named_parameters() if p.requires_grad}
             checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Refuse a LoRA checkpoint that misses a trainable weight."""
+        """Restore the run record; refuse a LoRA checkpoint that misses a trainable weight."""
+        self.run_record = {k: v for k, v in checkpoint.get("bsr_lightning_run", {}).items() if k != "metrics"}
+        self.checkpoint_metrics = checkpoint.get("bsr_lightning_run", {}).get("metrics", {})
         if self.backbone_args.lora is None:
             return
         self.strict_loading = False  # the frozen base is not in the checkpoint

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shlex
 import signal
 import sys
 import warnings
@@ -40,6 +41,7 @@ class BSRLightningCLI(LightningCLI):
     """LightningCLI with subclass-mode model and data (``class_path``/``init_args``) and sane defaults."""
 
     def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+        self.argv = list(sys.argv[1:] if args is None else args)
         super().__init__(
             L.LightningModule,
             L.LightningDataModule,
@@ -62,6 +64,7 @@ class BSRLightningCLI(LightningCLI):
         (``--ckpt_path last_if_present`` resumes when one exists and starts fresh otherwise)."""
         for path, what in output_paths(self.trainer):
             check_writable(path, what)
+        self._record_run()
         kwargs = self.config_init[self.subcommand]
         if kwargs.get("ckpt_path") not in ("last", RESUME_IF_PRESENT):
             return
@@ -75,6 +78,19 @@ class BSRLightningCLI(LightningCLI):
                                "ModelCheckpoint with `dirpath` and `save_last: true` in the config that wrote it. "
                                f"Start without --ckpt_path, or pass --ckpt_path {RESUME_IF_PRESENT} to resume only "
                                "when a checkpoint exists.")
+
+    def _record_run(self) -> None:
+        """The command, the resolved config and the data paths, for the model card of the run's exports."""
+        if not hasattr(self.model, "run_record"):
+            return
+        try:
+            config = self._parser(self.subcommand).dump(self.config[self.subcommand], skip_none=False)
+        except (TypeError, ValueError):
+            config = None
+        hparams = getattr(self.datamodule, "hparams", {}) or {}
+        data = [v for k in ("path", "val_path", "test_path") if isinstance(v := hparams.get(k), str)]
+        command = f"python -m bsr_lightning {shlex.join(self.argv)}"
+        self.model.run_record = {"command": command, "config": config, "data": data}
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config

@@ -17,16 +17,20 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from bsr_lightning.backbones.model_card import export_files
+from bsr_lightning.backbones.tokenizers import export_tokenizer, template_writes_specials
 from bsr_lightning.files import MANIFEST, apply_umask, check_export_dir
 
 
-def save_pretrained_atomic(model, tokenizer, output_dir: str | Path, overwrite: bool = False) -> Path:
+def save_pretrained_atomic(model, tokenizer, output_dir: str | Path, overwrite: bool = False,
+                           extra_files: dict[str, str] | None = None) -> Path:
     """``save_pretrained`` model and tokenizer into ``output_dir``, never deleting a file the export did not write.
 
     A new directory is written beside it and renamed into place (a crash leaves no half-written export). Into an
     earlier export (it holds :data:`~bsr_lightning.files.MANIFEST`), or with ``overwrite`` into any directory, the
     new files replace same-named ones one by one and the files the earlier export wrote but this one does not are
-    removed; every other file is kept. Modes follow the umask.
+    removed; every other file is kept. Modes follow the umask. ``extra_files`` (name -> text: the model card, the
+    training config) are written beside the weights.
     """
     output_dir = Path(output_dir)
     check_export_dir(output_dir, overwrite)
@@ -35,6 +39,8 @@ def save_pretrained_atomic(model, tokenizer, output_dir: str | Path, overwrite: 
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
         written = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
         (tmp / MANIFEST).write_text(json.dumps({"files": written}, indent=1))
         apply_umask(tmp, directory=True)
@@ -58,10 +64,27 @@ def _merge_into(tmp: Path, output_dir: Path, written: list[str]) -> None:
         (output_dir / name).unlink(missing_ok=True)
 
 
-def export_module(module, output_dir: str | Path, overwrite: bool = False) -> Path:
-    """Export a live module with ``backbone`` and ``tokenizer`` (RewardModel, SFTModel, RLOOPolicy); LoRA adapters
-    are merged into the weights. See :func:`save_pretrained_atomic` for what happens to an existing directory."""
-    return save_pretrained_atomic(merged_for_export(module.backbone), module.tokenizer, output_dir, overwrite)
+def export_module(module, output_dir: str | Path, overwrite: bool = False, metrics: dict[str, float] | None = None,
+                  license: str | None = None, location: str | None = None, backbone=None) -> Path:
+    """Export a live module with ``backbone`` and ``tokenizer`` (RewardModel, SFTModel, RLOOPolicy): LoRA adapters
+    merged into the weights, the tokenizer with its chat template and padding side (:func:`export_tokenizer`), a
+    model card (``README.md``) and the resolved training config. See :func:`save_pretrained_atomic` for what
+    happens to an existing directory.
+
+    Args:
+        module: the module to export.
+        output_dir: the Hugging Face directory to write.
+        overwrite: write into a non-empty directory that no export wrote.
+        metrics: the final validation metrics for the card.
+        license: the license for the card's front matter.
+        location: where users will load it from (a hub repo id), for the card's usage snippet.
+        backbone: the plain backbone to save (gathered from FSDP shards); ``module.backbone`` merged by default.
+    """
+    tokenizer = export_tokenizer(module.tokenizer)
+    files = export_files(module.card_facts(), metrics, license, location or str(output_dir),
+                         add_special_tokens=not template_writes_specials(tokenizer))
+    model = backbone if backbone is not None else merged_for_export(module.backbone)
+    return save_pretrained_atomic(model, tokenizer, output_dir, overwrite, files)
 
 
 def merged_for_export(model):

@@ -42,3 +42,33 @@ def read_template(template: str) -> str:
     if template.endswith((".jinja", ".j2")) and Path(template).is_file():
         return Path(template).read_text()
     return template
+
+
+PLAIN_CHAT_TEMPLATE = (
+    "{%- set names = {'user': 'Human', 'assistant': 'Assistant', 'system': 'System'} -%}"
+    "{%- for m in messages -%}{%- if not loop.first -%}{{ '\\n\\n' }}{%- endif -%}"
+    "{{ names[m['role']] + ': ' + m['content'] }}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '\\n\\nAssistant:' }}{%- endif -%}"
+)
+"""The plain ``Human: ...\\n\\nAssistant: ...`` text that a tokenizer without a chat template is trained on, as a
+template: exports write it, so RewardBench's loader, ``apply_chat_template`` and ``evaluate`` read the same text.
+Unlike real chat templates it writes no special tokens, so the tokenizer adds its own (``[CLS]``/``[SEP]``, BOS)."""
+
+
+def template_writes_specials(tokenizer) -> bool:
+    """True when the tokenizer's chat template writes the special tokens itself (tokenize its text with
+    ``add_special_tokens=False``); False without a template or with :data:`PLAIN_CHAT_TEMPLATE`."""
+    return bool(tokenizer.chat_template) and tokenizer.chat_template != PLAIN_CHAT_TEMPLATE
+
+
+def export_tokenizer(tokenizer):
+    """A copy of ``tokenizer`` as exports save it: with the chat template used in training
+    (:data:`PLAIN_CHAT_TEMPLATE` when it had none) and right padding, which encoders with absolute positions need
+    and the score pooling of ``AutoModelForSequenceClassification`` reads correctly for every model."""
+    import copy
+
+    tokenizer = copy.deepcopy(tokenizer)
+    tokenizer.chat_template = tokenizer.chat_template or PLAIN_CHAT_TEMPLATE
+    tokenizer.padding_side = "right"
+    tokenizer.init_kwargs["padding_side"] = "right"  # saved in tokenizer_config.json even when it is the default
+    return tokenizer

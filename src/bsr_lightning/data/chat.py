@@ -15,6 +15,7 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader
 
+from bsr_lightning.backbones.tokenizers import template_writes_specials
 from bsr_lightning.data.formats import Message, RowError, as_messages, check_turn_order, row_to_pair
 from bsr_lightning.data.loading import iter_raw_rows
 from bsr_lightning.data.preference import (
@@ -77,7 +78,7 @@ def render_ids(tokenizer, messages: list[Message], generation_prompt: bool) -> l
     """Token ids of ``messages`` through the chat template (plain ``Human:``/``Assistant:`` text without one)."""
     if tokenizer.chat_template:
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
+        return tokenizer(text, add_special_tokens=not template_writes_specials(tokenizer))["input_ids"]
     roles = {"user": "Human", "assistant": "Assistant", "system": "System"}
     text = "\n\n".join(f"{roles[m['role']]}: {m['content']}" for m in messages)
     return tokenizer(text + ("\n\nAssistant:" if generation_prompt else ""))["input_ids"]

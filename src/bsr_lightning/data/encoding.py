@@ -9,6 +9,7 @@ from typing import Literal
 
 import numpy as np
 
+from bsr_lightning.backbones.tokenizers import template_writes_specials
 from bsr_lightning.data.formats import Message, PreferencePair
 from bsr_lightning.errors import RowError, check
 
@@ -114,9 +115,10 @@ class PairEncoder:
         return out, counts
 
     def _tokenize(self, conversations: list[list[Message]]) -> list[list[int]]:
-        """Render and tokenize in one batched call; templates carry their own special tokens."""
+        """Render and tokenize in one batched call; chat templates carry their own special tokens (the plain one
+        does not)."""
         texts = [render(self.tokenizer, c) for c in conversations]
-        return self.tokenizer(texts, add_special_tokens=not self.tokenizer.chat_template)["input_ids"]
+        return self.tokenizer(texts, add_special_tokens=not template_writes_specials(self.tokenizer))["input_ids"]
 
     def _truncate(self, ids: list[int]) -> list[int]:
         if len(ids) <= self.max_length:

@@ -48,6 +48,20 @@ class RewardModel(BackboneModule):
     """
 
     default_optimization = {"lr": 1e-5, "warmup_ratio": 0.03, "schedule": "linear"}
+    card = {
+        "title": "Reward model", "pipeline_tag": "text-classification",
+        "tags": ["bsr_lightning", "reward-model", "rlhf"],
+        "summary": "A scalar reward model (one logit: higher is better) trained on preference pairs with "
+                   "bsr_lightning; batch-wise sum-to-zero regularization (BSR) is from Hong et al., *On the "
+                   "Robustness of Reward Models for Language Model Alignment* (ICML 2025, arXiv 2505.07271).",
+        "usage": "from transformers import AutoModelForSequenceClassification, AutoTokenizer\n\n"
+                 "tokenizer = AutoTokenizer.from_pretrained(PATH)\n"
+                 "model = AutoModelForSequenceClassification.from_pretrained(PATH).eval()\n"
+                 "messages = [{'role': 'user', 'content': 'How do I boil an egg?'},\n"
+                 "            {'role': 'assistant', 'content': 'Simmer it for 8 minutes.'}]\n"
+                 "text = tokenizer.apply_chat_template(messages, tokenize=False)\n"
+                 "inputs = tokenizer(text, return_tensors='pt', add_special_tokens=ADD_SPECIAL_TOKENS)\n"
+                 "reward = model(**inputs).logits[0, 0].item()"}
 
     def __init__(self, backbone: Backbone, regularizer: Regularizer | None = None, loss: PairwiseLoss | None = None,
                  optimization: Optimization | None = None, forward_mode: ForwardMode | None = None,

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import lightning as L
 
-from bsr_lightning.backbones.export import export_module, save_pretrained_atomic
+from bsr_lightning.backbones.export import export_module
+from bsr_lightning.backbones.hub import push_to_hub
 from bsr_lightning.backbones.sharding import gathered_backbone, is_sharded
 from bsr_lightning.files import check_export_dir
 from bsr_lightning.training.paths import check_writable
@@ -20,14 +21,25 @@ class ExportOnFitEnd(L.Callback):
     The directory is checked when ``fit`` starts: its parent must be writable, and a non-empty directory must be an
     earlier export (or ``overwrite`` set), so no training is lost to a refused export.
 
+    The export holds a model card (``README.md``: what trained it, the final validation metrics, a usage snippet)
+    and the resolved config (``training_config.yaml``).
+
     Args:
         output_dir: the Hugging Face directory to write.
         overwrite: write into a non-empty directory that no export wrote (files the export does not write are kept).
+        push_to_hub: a hub repo id (``user/name``) to upload the export to after writing it (token from ``HF_TOKEN``
+            or ``hf auth login``, never printed).
+        private: create the hub repo private.
+        license: the license for the model card (an SPDX id such as ``apache-2.0``), when known.
     """
 
-    def __init__(self, output_dir: str, overwrite: bool = False) -> None:
+    def __init__(self, output_dir: str, overwrite: bool = False, push_to_hub: str | None = None,
+                 private: bool = False, license: str | None = None) -> None:
         self.output_dir = output_dir
         self.overwrite = overwrite
+        self.push_to_hub = push_to_hub
+        self.private = private
+        self.license = license
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":
@@ -37,16 +49,14 @@ class ExportOnFitEnd(L.Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.interrupted:
             return
-        if is_sharded(trainer):
-            backbone = gathered_backbone(trainer, pl_module)
-            if backbone is None:
-                return
-            path = save_pretrained_atomic(backbone, pl_module.tokenizer, self.output_dir, self.overwrite)
-        elif trainer.global_rank == 0:
-            path = export_module(pl_module, self.output_dir, self.overwrite)
-        else:
+        backbone = gathered_backbone(trainer, pl_module) if is_sharded(trainer) else None
+        if trainer.global_rank != 0:
             return
-        metrics = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        metrics = pl_module.latest_val_metrics()
+        path = export_module(pl_module, self.output_dir, self.overwrite, metrics, self.license,
+                             location=self.push_to_hub, backbone=backbone)
         if "val/accuracy" in metrics:
             print(f"Held-out accuracy (val/accuracy): {metrics['val/accuracy']:.4f}")
         print(f"Exported {type(pl_module).__name__} to {path.resolve()}")
+        if self.push_to_hub:
+            push_to_hub(path, self.push_to_hub, self.private)

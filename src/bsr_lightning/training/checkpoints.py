@@ -62,16 +62,28 @@ def load_module_from_checkpoint(ckpt_path: str, weights_only: bool = True) -> Ba
     return module.eval()
 
 
-def export(ckpt_path: str, output_dir: str, overwrite: bool = False, weights_only: bool = True) -> Path:
-    """Export the model in a Lightning checkpoint to a Hugging Face directory.
+def export(ckpt_path: str, output_dir: str, overwrite: bool = False, weights_only: bool = True,
+           push_to_hub: str | None = None, private: bool = False, license: str | None = None) -> Path:
+    """Export the model in a Lightning checkpoint to a Hugging Face directory, with a model card (``README.md``) and
+    the resolved training config; optionally upload it to the hub.
 
     Args:
         ckpt_path: a checkpoint written by ``fit`` (a file, or a sharded checkpoint directory).
         output_dir: the directory to write: new, empty, or an earlier export (its files are replaced).
         overwrite: write into a non-empty directory no export wrote; files the export does not write are kept.
         weights_only: ``false`` unpickles arbitrary objects, for trusted checkpoints from other tools only.
+        push_to_hub: a hub repo id (``user/name``) to create if needed and upload the export to; the token comes
+            from ``HF_TOKEN`` or ``hf auth login`` and is never printed.
+        private: create the hub repo private.
+        license: the license for the model card (an SPDX id such as ``apache-2.0``), when known.
     """
     check_export_dir(output_dir, overwrite)  # before the (slow) checkpoint load; the save checks again
-    path = export_module(load_module_from_checkpoint(ckpt_path, weights_only), output_dir, overwrite)
+    module = load_module_from_checkpoint(ckpt_path, weights_only)
+    path = export_module(module, output_dir, overwrite, getattr(module, "checkpoint_metrics", {}), license,
+                         location=push_to_hub)
     print(f"Exported {ckpt_path} to {path}")
+    if push_to_hub:
+        from bsr_lightning.backbones.hub import push_to_hub as upload
+
+        upload(path, push_to_hub, private)
     return path

@@ -1,0 +1,43 @@
+"""Upload an export to the Hugging Face hub with ``huggingface_hub`` (``create_repo`` then ``upload_folder``).
+
+The token is huggingface_hub's own: ``HF_TOKEN`` or the cached ``hf auth login``; it is never printed or logged.
+``HF_ENDPOINT`` selects another hub (the tests serve one on loopback).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from bsr_lightning.errors import UserError
+from bsr_lightning.files import MANIFEST
+
+
+def push_to_hub(folder: str | Path, repo_id: str, private: bool = False) -> str:
+    """Create the model repo ``repo_id`` if needed and upload ``folder`` (an export) to it; returns the commit URL.
+
+    Args:
+        folder: the export directory.
+        repo_id: ``user/name`` or ``org/name``.
+        private: create the repo private (an existing repo keeps its visibility).
+    """
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    if constants.HF_HUB_OFFLINE:
+        raise UserError(f"--push_to_hub {repo_id}: HF_HUB_OFFLINE is set, so nothing can be uploaded. Unset it (the "
+                        f"export in {folder} is complete; `python -m bsr_lightning export` can upload it later).")
+    api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
+                                   commit_message="Upload a model exported by bsr_lightning",
+                                   ignore_patterns=[MANIFEST])
+    except (HfHubHTTPError, OfflineModeIsEnabled) as err:
+        reason = str(err).splitlines()[0]
+        message = (f"--push_to_hub {repo_id}: the hub refused the upload ({reason}). Check the repo id and that "
+                   f"HF_TOKEN (or `hf auth login`) has write access; the export in {folder} is complete.")
+        raise UserError(message) from None
+    url = getattr(commit, "commit_url", None) or str(commit)
+    print(f"Uploaded {folder} to {repo_id}: {url}")
+    return url
