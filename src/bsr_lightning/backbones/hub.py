@@ -13,6 +13,23 @@ from bsr_lightning.errors import UserError
 from bsr_lightning.files import MANIFEST
 
 
+def check_push(repo_id: str) -> None:
+    """Before any work: ``repo_id`` must be a valid repo id, the hub reachable (no ``HF_HUB_OFFLINE``) and a token
+    present; else a :class:`UserError` saying what to do."""
+    from huggingface_hub import constants, get_token
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise UserError(f"--push_to_hub {repo_id!r}: not a hub repo id; use `user/name` or `org/name`.") from None
+    if constants.HF_HUB_OFFLINE:
+        raise UserError(f"--push_to_hub {repo_id}: HF_HUB_OFFLINE is set, so nothing can be uploaded; unset it.")
+    if get_token() is None:
+        raise UserError(f"--push_to_hub {repo_id}: no hub token; set HF_TOKEN or run `hf auth login`.")
+
+
 def push_to_hub(folder: str | Path, repo_id: str, private: bool = False) -> str:
     """Create the model repo ``repo_id`` if needed and upload ``folder`` (an export) to it; returns the commit URL.
 
@@ -21,15 +38,13 @@ def push_to_hub(folder: str | Path, repo_id: str, private: bool = False) -> str:
         repo_id: ``user/name`` or ``org/name``.
         private: create the repo private (an existing repo keeps its visibility).
     """
-    from huggingface_hub import HfApi, constants
+    from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
-    if constants.HF_HUB_OFFLINE:
-        raise UserError(f"--push_to_hub {repo_id}: HF_HUB_OFFLINE is set, so nothing can be uploaded. Unset it (the "
-                        f"export in {folder} is complete; `python -m bsr_lightning export` can upload it later).")
+    check_push(repo_id)
     api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None)
     try:
-        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        api.create_repo(repo_id, private=private or None, exist_ok=True, repo_type="model")
         commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
                                    commit_message="Upload a model exported by bsr_lightning",
                                    ignore_patterns=[MANIFEST])

@@ -7,7 +7,7 @@ from pathlib import Path
 import lightning as L
 
 from bsr_lightning.backbones.export import export_module
-from bsr_lightning.backbones.hub import push_to_hub
+from bsr_lightning.backbones.hub import check_push, push_to_hub
 from bsr_lightning.backbones.sharding import gathered_backbone, is_sharded
 from bsr_lightning.files import check_export_dir
 from bsr_lightning.training.paths import check_writable
@@ -44,6 +44,8 @@ class ExportOnFitEnd(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":
             check_export_dir(self.output_dir, self.overwrite)
+            if self.push_to_hub:
+                check_push(self.push_to_hub)
             check_writable(Path(self.output_dir).resolve().parent, "ExportOnFitEnd output_dir's parent")
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

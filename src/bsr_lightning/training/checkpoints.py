@@ -16,6 +16,8 @@ import torch
 from jsonargparse import ArgumentParser
 
 from bsr_lightning.backbones.export import export_module
+from bsr_lightning.backbones.hub import check_push
+from bsr_lightning.backbones.hub import push_to_hub as upload
 from bsr_lightning.base import BackboneModule
 from bsr_lightning.class_paths import import_subclass
 from bsr_lightning.errors import PathNotFound
@@ -78,12 +80,12 @@ def export(ckpt_path: str, output_dir: str, overwrite: bool = False, weights_onl
         license: the license for the model card (an SPDX id such as ``apache-2.0``), when known.
     """
     check_export_dir(output_dir, overwrite)  # before the (slow) checkpoint load; the save checks again
+    if push_to_hub:
+        check_push(push_to_hub)
     module = load_module_from_checkpoint(ckpt_path, weights_only)
     path = export_module(module, output_dir, overwrite, getattr(module, "checkpoint_metrics", {}), license,
                          location=push_to_hub)
     print(f"Exported {ckpt_path} to {path}")
     if push_to_hub:
-        from bsr_lightning.backbones.hub import push_to_hub as upload
-
         upload(path, push_to_hub, private)
     return path

@@ -1,0 +1,68 @@
+"""``export --push_to_hub`` against a hub served on loopback by the test (``HF_ENDPOINT``): the hub itself cannot be
+reached from CI. The command runs in a fresh process, as a user runs it, with the token in ``HF_TOKEN``."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bsr_lightning import Backbone, RewardModel
+from bsr_lightning.files import MANIFEST
+from conftest import REPO
+from hub_server import FakeHub
+from test_cli import checkpoint_of, fit_args
+
+TOKEN = "hf_test_token_never_printed"
+
+
+def run_export(ckpt: str, out: str, hub_url: str, *extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_ENDPOINT": hub_url, "HF_TOKEN": TOKEN, "HF_HUB_OFFLINE": "0",
+           "HF_HUB_DISABLE_TELEMETRY": "1"}
+    return subprocess.run([sys.executable, "-m", "bsr_lightning", "export", "--ckpt_path", ckpt, "--output_dir", out,
+                           *extra], env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_export_uploads_the_export_and_never_prints_the_token(tiny_bert, synthetic_jsonl, tmp_path):
+    from bsr_lightning.cli import cli_main
+
+    cli_main(fit_args(tiny_bert, synthetic_jsonl, tmp_path))
+    out = tmp_path / "export"
+    with FakeHub() as hub:
+        done = run_export(str(checkpoint_of(tmp_path)), str(out), hub.url, "--push_to_hub", "me/my-rm",
+                          "--private", "true")
+        assert done.returncode == 0, done.stderr[-2000:]
+        repo = hub.repos["me/my-rm"]
+    local = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert sorted(repo["files"]) == sorted(set(local) - {MANIFEST})  # everything but the local manifest
+    assert repo["files"]["README.md"] == (out / "README.md").read_bytes()
+    assert repo["files"]["model.safetensors"] == (out / "model.safetensors").read_bytes()
+    assert b"from_pretrained('me/my-rm')" in repo["files"]["README.md"]  # the usage snippet names the repo
+    assert repo["private"] and hub.tokens == {TOKEN}
+    assert hub.card_metadata["library_name"] == "transformers" and "reward-model" in hub.card_metadata["tags"]
+    assert TOKEN not in done.stdout + done.stderr and "me/my-rm" in done.stdout
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_bert, tmp_path_factory) -> str:
+    import lightning as L
+
+    ckpt = tmp_path_factory.mktemp("ckpt") / "m.ckpt"
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, max_steps=0)
+    trainer.strategy.connect(RewardModel(Backbone(tiny_bert)))
+    trainer.save_checkpoint(ckpt)
+    return str(ckpt)
+
+
+def test_a_refused_upload_is_one_message_and_the_export_stays(checkpoint, tmp_path):
+    with FakeHub(accepted_tokens=("another_token",)) as hub:
+        done = run_export(checkpoint, str(tmp_path / "export"), hub.url, "--push_to_hub", "me/rm")
+    assert done.returncode == 2 and "Traceback" not in done.stderr and TOKEN not in done.stderr
+    assert "--push_to_hub me/rm: the hub refused the upload" in done.stderr and "401" in done.stderr
+    assert (tmp_path / "export" / "README.md").is_file()
+
+
+def test_a_bad_repo_id_stops_before_the_export(checkpoint, tmp_path):
+    done = run_export(checkpoint, str(tmp_path / "export"), "http://127.0.0.1:9", "--push_to_hub", "not/a/repo/id")
+    assert done.returncode == 2 and "not a hub repo id" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "export").exists()
