@@ -34,6 +34,7 @@ from bsr_lightning.experiments.sweep import sweep
 from bsr_lightning.plan import format_plan, memory_plan
 from bsr_lightning.serving.server import serve
 from bsr_lightning.training.checkpoints import export
+from bsr_lightning.training.loggers import complete, expand_shortcuts, run_name
 from bsr_lightning.training.paths import RESUME_IF_PRESENT, check_writable, last_checkpoints, output_paths
 
 
@@ -42,6 +43,9 @@ class BSRLightningCLI(LightningCLI):
 
     def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
         self.argv = list(sys.argv[1:] if args is None else args)
+        if expand_shortcuts(self.argv) != self.argv:  # --trainer.logger wandb|mlflow|tensorboard|csv
+            args = expand_shortcuts(self.argv)
+            warnings.filterwarnings("ignore", message=".*args.*command line.*", category=UserWarning)
         super().__init__(
             L.LightningModule,
             L.LightningDataModule,
@@ -96,6 +100,11 @@ class BSRLightningCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         self._add_crash_safety(config.trainer)
         self._add_loggers(config.trainer)
+        loggers = config.trainer.logger if isinstance(config.trainer.logger, list) else [config.trainer.logger]
+        root = config.trainer.default_root_dir or "."
+        for logger in loggers:
+            if isinstance(logger, Namespace) and logger.get("class_path"):
+                complete(logger, root, run_name(config.get("config") or [], config.trainer.default_root_dir))
 
     @staticmethod
     def _add_crash_safety(trainer: Namespace) -> None:
