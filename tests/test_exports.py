@@ -12,6 +12,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from bsr_lightning import Backbone, RewardModel
 from bsr_lightning.backbones.export import export_module
+from bsr_lightning.backbones.loading import score_head_name
 from bsr_lightning.backbones.tokenizers import PLAIN_CHAT_TEMPLATE
 from bsr_lightning.cli import cli_main
 from bsr_lightning.evaluation.evaluate import evaluate
@@ -30,7 +31,10 @@ ROWS = [{"prompt": "How do I start chess?", "chosen": "Learn how each piece move
 
 @pytest.fixture(scope="module", params=["tiny_bert", "tiny_llama"])
 def export(request, tmp_path_factory) -> str:
+    torch.manual_seed(0)
     module = RewardModel(Backbone(request.getfixturevalue(request.param)), score_init="normal")
+    with torch.no_grad():  # spread the random model's scores, so a mixed-up row could not pass as a match
+        module.backbone.get_submodule(score_head_name(module.backbone)).weight.mul_(1000)
     return str(export_module(module, tmp_path_factory.mktemp("rm") / "export"))
 
 
@@ -64,8 +68,9 @@ def test_rewardbench_scores_an_export_as_evaluate_does(export, tmp_path, monkeyp
     evaluate(export, data, str(tmp_path / "out"), format="rewardbench", batch_size=3)
     ours = [[r["chosen"], r["rejected"]] for r in map(json.loads, open(tmp_path / "out" / "scores.jsonl"))]
     theirs = rewardbench_scores(export, ROWS, monkeypatch)
-    np.testing.assert_allclose(theirs, ours, atol=1e-5)
-    assert len(set(np.round(np.ravel(ours), 4))) == 6  # six different texts, six different scores
+    np.testing.assert_allclose(theirs, ours, rtol=1e-5, atol=1e-4)
+    gaps = np.diff(np.sort(np.ravel(ours)))
+    assert gaps.min() > 1e-2, ours  # six texts, six clearly different scores: the match is row by row
 
 
 def test_export_saves_the_training_template_and_right_padding(export):
