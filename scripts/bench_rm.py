@@ -80,8 +80,8 @@ def run_project(args, precision: str) -> dict:
 
     L.seed_everything(args.seed)
     dm = datamodule(args)
-    module = RewardModel(Backbone(MODEL), optimization=Optimization(lr=args.lr, warmup_ratio=0.0, schedule="linear"),
-                         forward_mode=LengthBuckets(args.buckets))
+    optimization = Optimization(lr=args.lr, warmup_ratio=0.0, schedule="linear", fused=False if args.no_fused else None)
+    module = RewardModel(Backbone(MODEL), optimization=optimization, forward_mode=LengthBuckets(args.buckets))
     trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=1, limit_val_batches=0, num_sanity_val_steps=0,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, precision="bf16-mixed" if precision == "bf16" else "32-true")
@@ -198,6 +198,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--buckets", type=int, default=4, help="bsr_lightning's LengthBuckets per batch")
     parser.add_argument("--max_pairs", type=int, default=None, help="use only the first N rows (quick runs)")
+    parser.add_argument("--no_fused", action="store_true", help="the project's AdamW without fused=True (A/B)")
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
     parser.add_argument("--row", choices=list(ROWS), default=None, help="run one row in this process")
     parser.add_argument("--output", default=None, help="also write the JSON here")
@@ -209,21 +210,24 @@ def main() -> None:
     shared = ["--data", args.data, "--batch_size", str(args.batch_size), "--max_length", str(args.max_length),
               "--lr", str(args.lr), "--buckets", str(args.buckets)]
     shared += ["--max_pairs", str(args.max_pairs)] if args.max_pairs else []
+    shared += ["--no_fused"] if args.no_fused else []
     rows = []
     for seed in args.seeds:
         for row in args.rows:
             rows.append(one_row(row, seed, shared))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     means = mean_rows(rows)
-    best = {side: max((m for m in means.values() if m["row"].startswith(side)), key=lambda m: m["pairs_per_s"])
-            for side in ("project", "trl")}
+    best = {side: max(found, key=lambda m: m["pairs_per_s"]) for side in ("project", "trl")
+            if (found := [m for m in means.values() if m["row"].startswith(side)])}
+    if len(best) == 2:
+        best["ratio_pairs_per_s"] = round(best["project"]["pairs_per_s"] / best["trl"]["pairs_per_s"], 2)
     import torch
 
-    result = {**best, "ratio_pairs_per_s": round(best["project"]["pairs_per_s"] / best["trl"]["pairs_per_s"], 2),
-              "means": list(means.values()), "rows": rows,
+    result = {**best, "means": list(means.values()), "rows": rows,
               "settings": {"batch_size": args.batch_size, "buckets": args.buckets, "max_length": args.max_length,
                            "lr": args.lr, "epochs": 1, "seeds": args.seeds, "max_pairs": args.max_pairs,
-                           "device": "cpu", "torch_threads": torch.get_num_threads()}}
+                           "device": "cpu", "torch_threads": torch.get_num_threads(),
+                           "project_fused_adamw": not args.no_fused}}
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))

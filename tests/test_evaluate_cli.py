@@ -85,3 +85,16 @@ def test_diagnose_overlays_two_models_into_pngs(exported, tiny_llama, tmp_path, 
     for name in ("hidden_norm", "pair_hidden_distance", "cos_h_w", "reward"):
         assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "## BSR" in (out / "diagnostics.md").read_text()
+
+
+def test_benchmark_max_length_is_cut_to_the_model_positions(tiny_bert, tmp_path):
+    from bsr_lightning.errors import ConfigError
+
+    module = RewardModel(Backbone(tiny_bert))  # 256 positions
+    model = str(export_module(module, tmp_path / "export"))
+    rows = [{"id": 0, "prompt": "p", "domain": "chat", "chosen": ["a", "b", "c"], "rejected": ["d", "e", "f"]}]
+    data = write_jsonl(tmp_path / "chat.jsonl", rows)
+    metrics, _ = run(model, data, "rmbench", tmp_path / "out")  # RM-Bench's 2048 would overflow the positions
+    assert metrics["length_policy"]["max_length"] == 256
+    with pytest.raises(ConfigError, match="max_length: 1024 is more than the model's 256 positions"):
+        run(model, data, "rmbench", tmp_path / "out2", "--max_length", "1024")

@@ -52,3 +52,17 @@ def test_warmup_then_linear_or_cosine_decay_by_hand():
     cosine = warmup_lambda(0, 10, "cosine")
     assert cosine(5) == pytest.approx(0.5) and cosine(10) == pytest.approx(0.0)
     assert warmup_lambda(2, 10, "constant")(9) == 1.0
+
+
+def test_fused_adamw_by_default_on_plain_parameters_with_the_same_steps():
+    fused = build_optimizer(net_a := model(), Optimization(lr=1e-2), 10)["optimizer"]
+    loop = build_optimizer(net_b := model(), Optimization(lr=1e-2, fused=False), 10)["optimizer"]
+    assert fused.defaults["fused"] is True and not loop.defaults["fused"]
+    x = torch.randn(8, 64)
+    for net, optimizer in ((net_a, fused), (net_b, loop)):
+        for _ in range(3):
+            net(x).pow(2).mean().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    for a, b in zip(net_a.parameters(), net_b.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)  # one kernel, the same update

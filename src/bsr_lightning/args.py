@@ -88,6 +88,9 @@ class Optimization:
         warmup_ratio: fraction of the optimizer steps spent warming up linearly.
         schedule: after warmup: ``constant``, ``linear`` or ``cosine`` decay to 0.
         max_grad_norm: clip the gradient norm to this; None leaves it to ``trainer.gradient_clip_val``.
+        fused: the optimizer's single-kernel implementation (``fused=True``, CPU and CUDA); None uses it when the
+            optimizer has one, the parameters are plain tensors (not FSDP's DTensors) and gradients are not
+            clipped under mixed precision (which Lightning refuses for fused optimizers).
     """
 
     optimizer: str = "torch.optim.AdamW"
@@ -97,6 +100,7 @@ class Optimization:
     warmup_ratio: float = 0.0
     schedule: Schedule = "linear"
     max_grad_norm: float | None = None
+    fused: bool | None = None
 
     def __post_init__(self) -> None:
         if self.schedule not in ("constant", "linear", "cosine"):

@@ -11,6 +11,7 @@ import inspect
 from typing import ClassVar
 
 import lightning as L
+from lightning.pytorch.plugins.precision import MixedPrecision
 from torch import nn
 
 from bsr_lightning.args import Backbone, Optimization
@@ -116,7 +117,9 @@ class BackboneModule(L.LightningModule):
         total = self.trainer.estimated_stepping_batches
         if self.trainer.max_steps in (-1, None):  # counted in batches: convert to optimizer steps
             total *= self.optimizer_steps_per_batch()
-        return build_optimizer(self, self.optimization, int(total))
+        clipping = self.optimization.max_grad_norm or self.trainer.gradient_clip_val
+        amp = isinstance(self.trainer.precision_plugin, MixedPrecision)
+        return build_optimizer(self, self.optimization, int(total), amp_clipping=bool(clipping) and amp)
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         """``optimization.max_grad_norm`` when set, else the trainer's ``gradient_clip_val``."""

@@ -12,6 +12,7 @@ written to ``scores.jsonl`` and folded into running sums, so peak memory does no
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator
 from itertools import islice
@@ -19,13 +20,18 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
+from bsr_lightning.args import DType
 from bsr_lightning.data.formats import RowError
+from bsr_lightning.errors import check
 from bsr_lightning.evaluation import rewardbench, rmbench  # noqa: F401  (they register their formats)
 from bsr_lightning.evaluation.evaluators import EVALUATORS, Evaluator
 from bsr_lightning.evaluation.report import write_report
 from bsr_lightning.reward.scoring import ConversationScorer, load_reward_model
+
+log = logging.getLogger(__name__)
 
 
 def _chunks(rows: Iterator, size: int) -> Iterator[list]:
@@ -71,11 +77,33 @@ def stream_scores(scorer: ConversationScorer, evaluator: Evaluator, rows: Iterat
     return {**evaluator.result(), "bad_rows": {"skipped": len(skipped), "first": skipped[:5]}}
 
 
+def fitting_max_length(module, given: int | None, default: int) -> int:
+    """``given``, or the benchmark's ``default`` cut to the positions the model has (MiniLM: 512). A ``given`` value
+    beyond them is a :class:`ConfigError` for learned absolute positions (BERT-like encoders, which cannot read
+    further) and a warning otherwise (rotary decoders extrapolate)."""
+    config = module.backbone.config
+    positions = getattr(config, "max_position_embeddings", None) or default
+    if given is not None:
+        learned = any(name.endswith(("position_embeddings", "wpe")) and isinstance(m, torch.nn.Embedding)
+                      for name, m in module.backbone.named_modules())
+        if given > positions and learned:
+            check(False, "max_length", f"{given} is more than the model's {positions} positions; pass "
+                                       f"--max_length {positions} or less.")
+        elif given > positions:
+            log.warning("max_length %d is more than the model's max_position_embeddings %d.", given, positions)
+        return given
+    if positions < default:
+        log.warning("max_length: the benchmark's %d is more than the model's %d positions; using %d.", default,
+                    positions, positions)
+    return min(default, positions)
+
+
 def evaluate(model: str, data: str, output_dir: str,
              format: Literal["pairs", "multi", "rewardbench", "rmbench"] = "pairs", split: str | None = None,
              batch_size: int = 16, max_length: int | None = None,
              overlong: Literal["drop", "truncate_left", "truncate_right"] = "truncate_left",
-             device: str = "cpu", chunk_rows: int = 2048, bad_rows: Literal["error", "skip"] = "error") -> dict:
+             device: str = "cpu", chunk_rows: int = 2048, bad_rows: Literal["error", "skip"] = "error",
+             dtype: DType | None = None) -> dict:
     """Evaluate a reward model on one dataset; writes ``metrics.json``, ``scores.jsonl`` and ``report.md``.
 
     Args:
@@ -86,18 +114,19 @@ def evaluate(model: str, data: str, output_dir: str,
         split: the hub split to read; default the benchmark's own (``filtered`` for RewardBench), else ``train``.
         batch_size: sequences per forward pass (scores do not depend on it).
         max_length: the longest sequence in tokens; default the benchmark's own (2048 for RewardBench and
-            RM-Bench, as their scripts), else 512.
+            RM-Bench, as their scripts), else 512, cut to the model's positions (a warning says so).
         overlong: the over-long policy, as in training; counts go into the report.
         device: ``cpu`` or ``cuda``.
         chunk_rows: rows read, scored and written at a time; memory is bounded by it, not by the dataset size.
         bad_rows: ``error`` stops at the first bad row naming it; ``skip`` leaves bad rows out and counts them in
             ``metrics.json`` (``bad_rows``), as training's ``data.bad_rows`` does.
+        dtype: cast the weights to ``bfloat16``, ``float16`` or ``float32``; None keeps the model's.
     """
     evaluator = EVALUATORS[format](data)
     split = split or evaluator.default_split
-    max_length = max_length or evaluator.default_max_length
-    scorer = ConversationScorer(load_reward_model(model).to(device), batch_size, max_length, overlong,
-                                progress=False)
+    module = load_reward_model(model, dtype).to(device)
+    max_length = fitting_max_length(module, max_length, evaluator.default_max_length)
+    scorer = ConversationScorer(module, batch_size, max_length, overlong, progress=False)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     partial = out / ".scores.jsonl.partial"  # renamed into place only when every row is scored

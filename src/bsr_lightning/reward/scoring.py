@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from bsr_lightning.args import Backbone
+from bsr_lightning.args import Backbone, DType
 from bsr_lightning.data.collate import pad_sequences
 from bsr_lightning.data.encoding import Overlong, PairEncoder
 from bsr_lightning.data.formats import Message
@@ -17,15 +17,15 @@ from bsr_lightning.reward.module import RewardModel
 from bsr_lightning.training.checkpoints import load_module_from_checkpoint
 
 
-def load_reward_model(model: str) -> RewardModel:
+def load_reward_model(model: str, dtype: DType | None = None) -> RewardModel:
     """A :class:`~bsr_lightning.RewardModel` in eval mode from an exported Hugging Face directory (or hub id) or a
-    Lightning ``.ckpt``."""
+    Lightning ``.ckpt``; ``dtype`` (``bfloat16``, ``float16``, ``float32``) casts its weights, None keeps them."""
     if model.endswith(".ckpt"):
         module = load_module_from_checkpoint(model)
         if not isinstance(module, RewardModel):
             raise ValueError(f"{model} holds a {type(module).__name__}, not a RewardModel.")
-        return module
-    return RewardModel(Backbone(name=model)).eval()
+        return module.to(getattr(torch, dtype)) if dtype else module
+    return RewardModel(Backbone(name=model, dtype=dtype)).eval()
 
 
 class ConversationScorer:

@@ -27,9 +27,14 @@ def warmup_lambda(warmup_steps: int, total_steps: int, schedule: Schedule):
     return factor
 
 
-def build_optimizer(module: torch.nn.Module, optimization: Optimization, total_steps: int) -> dict:
+def build_optimizer(module: torch.nn.Module, optimization: Optimization, total_steps: int,
+                    amp_clipping: bool = False) -> dict:
     """A Lightning ``configure_optimizers`` dict: ``optimization.optimizer`` on the trainable parameters (no weight
-    decay on biases and norms) and a per-step ``LambdaLR`` schedule over ``total_steps`` optimizer steps."""
+    decay on biases and norms) and a per-step ``LambdaLR`` schedule over ``total_steps`` optimizer steps.
+
+    ``optimization.fused=None`` takes the fused kernel when the optimizer has one, the parameters are plain tensors
+    and gradients are not clipped under mixed precision (``amp_clipping``; Lightning refuses to clip for a fused
+    optimizer there)."""
     if optimization.optimizer.startswith("bitsandbytes."):
         require("bitsandbytes", f"optimization.optimizer: {optimization.optimizer}")
     cls = import_subclass(optimization.optimizer, torch.optim.Optimizer, "optimization.optimizer")
@@ -39,6 +44,9 @@ def build_optimizer(module: torch.nn.Module, optimization: Optimization, total_s
     kwargs = {"lr": optimization.lr}
     if "betas" in inspect.signature(cls).parameters:
         kwargs["betas"] = tuple(optimization.betas)
+    if "fused" in inspect.signature(cls).parameters and optimization.fused is not False:
+        plain = all(type(p) is torch.nn.Parameter and p.device.type in ("cpu", "cuda") for p in params)
+        kwargs["fused"] = (plain and not amp_clipping) if optimization.fused is None else True
     optimizer = cls([g for g in groups if g["params"]], **kwargs)
     warmup = int(optimization.warmup_ratio * total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_lambda(warmup, total_steps, optimization.schedule))
