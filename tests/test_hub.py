@@ -37,7 +37,8 @@ def test_export_uploads_the_export_and_never_prints_the_token(tiny_bert, synthet
     assert sorted(repo["files"]) == sorted(set(local) - {MANIFEST})  # everything but the local manifest
     assert repo["files"]["README.md"] == (out / "README.md").read_bytes()
     assert repo["files"]["model.safetensors"] == (out / "model.safetensors").read_bytes()
-    assert b"from_pretrained('me/my-rm')" in repo["files"]["README.md"]  # the usage snippet names the repo
+    usage = repo["files"]["README.md"].decode().split("## Usage")[1]
+    assert "'me/my-rm'" in usage  # the usage snippet names the repo it was pushed to
     assert repo["private"] and hub.tokens == {TOKEN}
     assert hub.card_metadata["library_name"] == "transformers" and "reward-model" in hub.card_metadata["tags"]
     assert TOKEN not in done.stdout + done.stderr and "me/my-rm" in done.stdout

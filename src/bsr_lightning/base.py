@@ -53,7 +53,7 @@ class BackboneModule(L.LightningModule):
         self.backbone_args = backbone
         self.optimization = optimization if optimization is not None else Optimization(**self.default_optimization)
         self.tokenizer = load_tokenizer(backbone.name, backbone.chat_template, backbone.trust_remote_code)
-        self.run_record: dict = {}  # command, resolved config and data of the run (``fit`` fills it in)
+        self.run_record: dict = {}  # command, resolved config, data (``fit``) and metrics (from a checkpoint)
 
     def wrap_backbone(self, model: nn.Module, modules_to_save: list[str] | None = None) -> nn.Module:
         """LoRA adapters (only they, and ``modules_to_save``, train) and gradient checkpointing, as configured."""
@@ -99,8 +99,7 @@ class BackboneModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Restore the run record; refuse a LoRA checkpoint that misses a trainable weight."""
-        self.run_record = {k: v for k, v in checkpoint.get("bsr_lightning_run", {}).items() if k != "metrics"}
-        self.checkpoint_metrics = checkpoint.get("bsr_lightning_run", {}).get("metrics", {})
+        self.run_record = dict(checkpoint.get("bsr_lightning_run", {}))
         if self.backbone_args.lora is None:
             return
         self.strict_loading = False  # the frozen base is not in the checkpoint

@@ -43,8 +43,9 @@ class BSRLightningCLI(LightningCLI):
 
     def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
         self.argv = list(sys.argv[1:] if args is None else args)
-        if expand_shortcuts(self.argv) != self.argv:  # --trainer.logger wandb|mlflow|tensorboard|csv
-            args = expand_shortcuts(self.argv)
+        expanded = expand_shortcuts(self.argv)  # --trainer.logger wandb|mlflow|tensorboard|csv
+        if expanded != self.argv:
+            args = expanded
             warnings.filterwarnings("ignore", message=".*args.*command line.*", category=UserWarning)
         super().__init__(
             L.LightningModule,
@@ -101,10 +102,11 @@ class BSRLightningCLI(LightningCLI):
         self._add_crash_safety(config.trainer)
         self._add_loggers(config.trainer)
         loggers = config.trainer.logger if isinstance(config.trainer.logger, list) else [config.trainer.logger]
-        root = config.trainer.default_root_dir or "."
+        root, name = config.trainer.default_root_dir or ".", run_name(config.get("config") or [],
+                                                                      config.trainer.default_root_dir)
         for logger in loggers:
             if isinstance(logger, Namespace) and logger.get("class_path"):
-                complete(logger, root, run_name(config.get("config") or [], config.trainer.default_root_dir))
+                complete(logger, root, name)
 
     @staticmethod
     def _add_crash_safety(trainer: Namespace) -> None:

@@ -55,6 +55,12 @@ template: exports write it, so RewardBench's loader, ``apply_chat_template`` and
 Unlike real chat templates it writes no special tokens, so the tokenizer adds its own (``[CLS]``/``[SEP]``, BOS)."""
 
 
+def chat_text(tokenizer, messages: list[dict], generation_prompt: bool = False) -> str:
+    """The text a model reads for ``messages``: its chat template, or :data:`PLAIN_CHAT_TEMPLATE` without one."""
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt,
+                                         chat_template=tokenizer.chat_template or PLAIN_CHAT_TEMPLATE)
+
+
 def template_writes_specials(tokenizer) -> bool:
     """True when the tokenizer's chat template writes the special tokens itself (tokenize its text with
     ``add_special_tokens=False``); False without a template or with :data:`PLAIN_CHAT_TEMPLATE`."""

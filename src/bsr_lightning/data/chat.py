@@ -15,7 +15,7 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader
 
-from bsr_lightning.backbones.tokenizers import template_writes_specials
+from bsr_lightning.backbones.tokenizers import chat_text, template_writes_specials
 from bsr_lightning.data.formats import Message, RowError, as_messages, check_turn_order, row_to_pair
 from bsr_lightning.data.loading import iter_raw_rows
 from bsr_lightning.data.preference import (
@@ -76,12 +76,8 @@ def parse_chat_row(row, row_id: int, where: str, with_response: bool) -> ChatExa
 
 def render_ids(tokenizer, messages: list[Message], generation_prompt: bool) -> list[int]:
     """Token ids of ``messages`` through the chat template (plain ``Human:``/``Assistant:`` text without one)."""
-    if tokenizer.chat_template:
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
-        return tokenizer(text, add_special_tokens=not template_writes_specials(tokenizer))["input_ids"]
-    roles = {"user": "Human", "assistant": "Assistant", "system": "System"}
-    text = "\n\n".join(f"{roles[m['role']]}: {m['content']}" for m in messages)
-    return tokenizer(text + ("\n\nAssistant:" if generation_prompt else ""))["input_ids"]
+    text = chat_text(tokenizer, messages, generation_prompt)
+    return tokenizer(text, add_special_tokens=not template_writes_specials(tokenizer))["input_ids"]
 
 
 def encode_example(tokenizer, example: ChatExample, max_length: int) -> ChatExample | None:

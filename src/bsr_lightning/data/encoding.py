@@ -9,13 +9,12 @@ from typing import Literal
 
 import numpy as np
 
-from bsr_lightning.backbones.tokenizers import template_writes_specials
+from bsr_lightning.backbones.tokenizers import chat_text, template_writes_specials
 from bsr_lightning.data.formats import Message, PreferencePair
 from bsr_lightning.errors import RowError, check
 
 log = logging.getLogger(__name__)
 Overlong = Literal["drop", "truncate_left", "truncate_right"]
-_PLAIN_ROLE = {"user": "Human", "assistant": "Assistant", "system": "System"}
 
 
 @dataclass
@@ -30,9 +29,7 @@ class EncodedPair:
 
 def render(tokenizer, messages: list[Message]) -> str:
     """The text a reward model reads: the tokenizer's chat template, or HH-style ``Human:``/``Assistant:`` turns."""
-    if tokenizer.chat_template:
-        return tokenizer.apply_chat_template(messages, tokenize=False)
-    return "\n\n".join(f"{_PLAIN_ROLE[m['role']]}: {m['content']}" for m in messages)
+    return chat_text(tokenizer, messages)
 
 
 class PairEncoder:

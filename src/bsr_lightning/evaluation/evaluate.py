@@ -83,14 +83,13 @@ def fitting_max_length(module, given: int | None, default: int) -> int:
     further) and a warning otherwise (rotary decoders extrapolate)."""
     config = module.backbone.config
     positions = getattr(config, "max_position_embeddings", None) or default
-    if given is not None:
+    if given is not None and given > positions:
         learned = any(name.endswith(("position_embeddings", "wpe")) and isinstance(m, torch.nn.Embedding)
                       for name, m in module.backbone.named_modules())
-        if given > positions and learned:
-            check(False, "max_length", f"{given} is more than the model's {positions} positions; pass "
-                                       f"--max_length {positions} or less.")
-        elif given > positions:
-            log.warning("max_length %d is more than the model's max_position_embeddings %d.", given, positions)
+        check(not learned, "max_length", f"{given} is more than the model's {positions} positions; pass "
+                                         f"--max_length {positions} or less.")
+        log.warning("max_length %d is more than the model's max_position_embeddings %d.", given, positions)
+    if given is not None:
         return given
     if positions < default:
         log.warning("max_length: the benchmark's %d is more than the model's %d positions; using %d.", default,

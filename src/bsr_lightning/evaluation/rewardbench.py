@@ -17,15 +17,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 
-from bsr_lightning.data.formats import row_to_pair
+from bsr_lightning.data.formats import PreferencePair, row_to_pair
 from bsr_lightning.data.loading import iter_raw_rows, local_files
 from bsr_lightning.errors import RowError
 from bsr_lightning.evaluation.evaluators import Evaluator
 
-CORE_SET = "allenai/reward-bench"
 PREF_SETS = "allenai/pref-test-sets"
 EXAMPLE_COUNTS = {
     "alpacaeval-easy": 100, "alpacaeval-length": 95, "alpacaeval-hard": 95, "mt-bench-easy": 28, "mt-bench-med": 40,
@@ -80,6 +80,16 @@ def iter_pref_sets(dataset_dict, name: str = PREF_SETS) -> Iterator[tuple[str, d
             yield f"{name}[{split}] row {index}", {**row, "subset": split}
 
 
+class Item(NamedTuple):
+    """One RewardBench row: its pair, or why it is not scored (``retired`` subset, ``identical`` responses)."""
+
+    row_id: int
+    where: str
+    subset: str
+    pair: PreferencePair | None
+    unscored: str | None = None
+
+
 class RewardBenchEvaluator(Evaluator):
     """RewardBench rows ``{prompt, chosen, rejected, subset}`` (the ``filtered`` split of ``allenai/reward-bench``,
     rows of ``allenai/pref-test-sets``, or local files of either; several comma-separated). Writes per-subset
@@ -97,7 +107,7 @@ class RewardBenchEvaluator(Evaluator):
         any other hub id (``allenai/reward-bench``) at ``split``."""
         for part in data.split(","):
             part = part.strip()
-            if local_files(part) is None and part == PREF_SETS:
+            if part == PREF_SETS and local_files(part) is None:
                 import datasets
 
                 yield from iter_pref_sets(datasets.load_dataset(part), part)
@@ -109,27 +119,26 @@ class RewardBenchEvaluator(Evaluator):
         if not isinstance(subset, str) or not subset:
             raise RowError(where, f"'subset' must name the RewardBench subset, got {subset!r}")
         if subset in RETIRED_SUBSETS:
-            return None, subset, {"row": row_id, "where": where, "subset": subset, "skipped": "retired"}
+            return Item(row_id, where, subset, None, "retired")
         if row["chosen"] == row["rejected"]:  # RewardBench scores the tie, which is wrong
-            return None, subset, {"row": row_id, "where": where, "subset": subset, "identical": True}
-        return row_to_pair(row, row_id, where), subset, None
+            return Item(row_id, where, subset, None, "identical")
+        return Item(row_id, where, subset, row_to_pair(row, row_id, where))
 
     def conversations(self, item):
-        pair = item[0]
+        pair = item.pair
         return [] if pair is None else [pair.prompt + pair.chosen, pair.prompt + pair.rejected]
 
     def update(self, item, scores):
-        pair, subset, record = item
-        if record and "skipped" in record:
-            self.retired[subset] += 1
-            return record
-        if record:  # identical responses: a tie
-            self.counts[subset][1] += 1
-            return record
+        record = {"row": item.row_id, "where": item.where, "subset": item.subset}
+        if item.unscored == "retired":
+            self.retired[item.subset] += 1
+            return {**record, "skipped": "retired"}
+        self.counts[item.subset][1] += 1
+        if item.unscored == "identical":  # a tie
+            return {**record, "identical": True}
         chosen, rejected = scores.tolist()
-        self.counts[subset][0] += chosen > rejected  # ties and NaN (dropped as over-long) are wrong
-        self.counts[subset][1] += 1
-        return {"row": pair.row_id, "where": pair.where, "subset": subset, "chosen": chosen, "rejected": rejected}
+        self.counts[item.subset][0] += chosen > rejected  # ties and NaN (dropped as over-long) are wrong
+        return {**record, "chosen": chosen, "rejected": rejected}
 
     def result(self):
         accuracy = {s: c / t for s, (c, t) in sorted(self.counts.items())}

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from typing import NamedTuple
 
 import numpy as np
 
-from bsr_lightning.data.formats import RowError, as_messages, check_text
+from bsr_lightning.data.formats import Message, RowError, as_messages, check_text
 from bsr_lightning.evaluation.evaluators import Evaluator
 from bsr_lightning.evaluation.metrics import rmbench_matrix, rmbench_summary
 
@@ -43,6 +44,18 @@ def _domain_of(row: dict, where: str) -> str | None:
     return next((d for d in DOMAINS if str(domain).startswith(d)), None)
 
 
+class Item(NamedTuple):
+    """One RM-Bench row: its official domain (or, unscored, the domain it names), prompt and 3 + 3 responses."""
+
+    row_id: int
+    item_id: object
+    where: str
+    domain: str
+    prompt: list[Message] | None  # None: a domain RM-Bench does not score
+    chosen: list[str] = []
+    rejected: list[str] = []
+
+
 class RMBenchEvaluator(Evaluator):
     """RM-Bench rows ``{id, prompt, chosen: [3], rejected: [3], domain?}``: the 3x3 matrix, hard/normal/easy and
     average per domain and overall (module docstring)."""
@@ -58,7 +71,7 @@ class RMBenchEvaluator(Evaluator):
     def parse(self, row, row_id, where):
         domain = _domain_of(row, where)
         if domain is None:
-            return row_id, row.get("id"), where, None, str(row.get("domain")), [], []
+            return Item(row_id, row.get("id"), where, str(row.get("domain")), None)
         prompt = as_messages(row.get("prompt"), "prompt", where, "user")
         sides = []
         for column in ("chosen", "rejected"):
@@ -66,22 +79,22 @@ class RMBenchEvaluator(Evaluator):
             if not isinstance(value, list) or len(value) != 3:
                 raise RowError(where, f"'{column}' must be a list of 3 responses (concise, detailed, markdown)")
             sides.append([check_text(v, f"{column}[{i}]", where) for i, v in enumerate(value)])
-        return row_id, row.get("id"), where, domain, prompt, *sides
+        return Item(row_id, row.get("id"), where, domain, prompt, *sides)
 
     def conversations(self, item):
-        *_, domain, prompt, chosen, rejected = item
-        return [] if domain is None else [prompt + [{"role": "assistant", "content": r}] for r in chosen + rejected]
+        if item.prompt is None:
+            return []
+        return [item.prompt + [{"role": "assistant", "content": r}] for r in item.chosen + item.rejected]
 
     def update(self, item, scores):
-        row_id, item_id, where, domain, *rest = item
-        if domain is None:
-            self.unknown[rest[0]] += 1
-            return {"row": row_id, "id": item_id, "where": where, "domain": rest[0], "skipped": "unknown domain"}
+        record = {"row": item.row_id, "id": item.item_id, "where": item.where, "domain": item.domain}
+        if item.prompt is None:  # a domain RM-Bench does not score
+            self.unknown[item.domain] += 1
+            return {**record, "skipped": "unknown domain"}
         chosen, rejected = scores.reshape(2, 3)
-        self.matrices[domain] += rmbench_matrix(chosen[None], rejected[None])
-        self.items[domain] += 1
-        return {"row": row_id, "id": item_id, "where": where, "domain": domain, "chosen": chosen.tolist(),
-                "rejected": rejected.tolist()}
+        self.matrices[item.domain] += rmbench_matrix(chosen[None], rejected[None])
+        self.items[item.domain] += 1
+        return {**record, "chosen": chosen.tolist(), "rejected": rejected.tolist()}
 
     def result(self):
         metrics: dict = {"domains": {}, "items": sum(self.items.values()),

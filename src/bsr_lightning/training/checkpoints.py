@@ -83,7 +83,7 @@ def export(ckpt_path: str, output_dir: str, overwrite: bool = False, weights_onl
     if push_to_hub:
         check_push(push_to_hub)
     module = load_module_from_checkpoint(ckpt_path, weights_only)
-    path = export_module(module, output_dir, overwrite, getattr(module, "checkpoint_metrics", {}), license,
+    path = export_module(module, output_dir, overwrite, module.run_record.get("metrics"), license,
                          location=push_to_hub)
     print(f"Exported {ckpt_path} to {path}")
     if push_to_hub:
