@@ -131,6 +131,7 @@ def build(config: dict, tmp: Path):
     from bsr_lightning.cli import BSRLightningCLI
     from bsr_lightning.plan import memory_plan
 
+    config["trainer"].setdefault("default_root_dir", str(tmp))  # LightningCLI's config.yaml goes there, not to cwd
     path = tmp / f"config_{time.monotonic_ns()}.yaml"
     path.write_text(yaml.safe_dump(config))
     with warnings.catch_warnings():  # LightningCLI warns that sys.argv holds this script's own arguments
