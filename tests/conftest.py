@@ -32,6 +32,13 @@ CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|
 SPECIALS = ["<unk>", "<s>", "</s>", "<|end|>", "<|user|>", "<|assistant|>", "<|system|>"]
 
 
+@pytest.fixture(autouse=True)
+def _in_a_scratch_directory(tmp_path_factory, monkeypatch) -> None:
+    """Every test runs in an empty directory of its own: no test reads or writes the repository's working tree, and
+    none depends on what a user's earlier commands left in the current directory (e.g. the README's ``my_rm/``)."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
 def _corpus() -> list[str]:
     rows = generate_preference_rows(300, seed=123)
     return [r["prompt"] + " " + r["chosen"] + " " + r["rejected"] for r in rows] + [

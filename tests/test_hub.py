@@ -4,12 +4,12 @@ reached from CI. The command runs in a fresh process, as a user runs it, with th
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from bsr_lightning import Backbone, RewardModel
 from bsr_lightning.files import MANIFEST
-from conftest import REPO
 from hub_server import FakeHub
 from test_cli import checkpoint_of, fit_args
 
@@ -20,7 +20,7 @@ def run_export(ckpt: str, out: str, hub_url: str, *extra: str) -> subprocess.Com
     env = {**os.environ, "HF_ENDPOINT": hub_url, "HF_TOKEN": TOKEN, "HF_HUB_OFFLINE": "0",
            "HF_HUB_DISABLE_TELEMETRY": "1"}
     return subprocess.run([sys.executable, "-m", "bsr_lightning", "export", "--ckpt_path", ckpt, "--output_dir", out,
-                           *extra], env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+                           *extra], env=env, cwd=Path(out).parent, capture_output=True, text=True, timeout=300)
 
 
 def test_export_uploads_the_export_and_never_prints_the_token(tiny_bert, synthetic_jsonl, tmp_path):

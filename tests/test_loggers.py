@@ -12,6 +12,8 @@ from bsr_lightning.training.loggers import SHORTCUTS, expand_shortcuts
 from conftest import REPO
 from wandb_offline import history_keys
 
+TINY_CONFIG = str(REPO / "configs/reward/synthetic_tiny.yaml")
+
 
 def test_shortcuts_expand_to_lightning_loggers_and_keep_everything_else():
     assert expand_shortcuts(["fit", "--trainer.logger", "wandb", "--trainer.logger.project", "p"]) == [
@@ -25,11 +27,11 @@ def test_shortcuts_expand_to_lightning_loggers_and_keep_everything_else():
 def fit(tmp_path, logger: str, **env: str) -> subprocess.CompletedProcess:
     """A short fit of the tiny synthetic reward model in a fresh process (so the logger's run is closed at exit),
     validating every 10 steps."""
-    args = [sys.executable, "-m", "bsr_lightning", "fit", "--config", "configs/reward/synthetic_tiny.yaml",
+    args = [sys.executable, "-m", "bsr_lightning", "fit", "--config", TINY_CONFIG,
             "--trainer.max_steps", "20", "--trainer.val_check_interval", "10", "--trainer.limit_val_batches", "2",
             "--trainer.callbacks", "[]", "--trainer.enable_progress_bar", "false",
             "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.logger", logger]
-    done = subprocess.run(args, cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(args, cwd=tmp_path, env={**os.environ, **env}, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -69,10 +71,11 @@ def test_commands_stop_with_the_pip_command_when_an_extra_is_missing(tmp_path):
             "u.find_spec = lambda n, *a: None if n in ('matplotlib', 'bitsandbytes') else find(n, *a); "
             "from bsr_lightning.cli import main; sys.argv = ['bsr_lightning'] + sys.argv[1:]; main()")
     diagnose = subprocess.run([sys.executable, "-c", code, "diagnose", "--models", "[m]", "--data", "d.jsonl",
-                               "--output_dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=300)
+                               "--output_dir", str(tmp_path)], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=300)
     assert diagnose.returncode == 2 and "pip install 'bsr_lightning[plots]'" in diagnose.stderr
-    qlora = subprocess.run([sys.executable, "-c", code, "fit", "--config", "configs/reward/synthetic_tiny.yaml",
+    qlora = subprocess.run([sys.executable, "-c", code, "fit", "--config", TINY_CONFIG,
                             "--model.backbone.quantization", "nf4", "--model.backbone.lora", "{}",
                             "--trainer.callbacks", "[]", "--trainer.default_root_dir", str(tmp_path)],
-                           cwd=REPO, capture_output=True, text=True, timeout=300)
+                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert qlora.returncode == 2 and "pip install 'bsr_lightning[quant]'" in qlora.stderr, qlora.stderr[-2000:]
