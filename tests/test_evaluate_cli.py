@@ -64,7 +64,7 @@ def test_rmbench_domains_merge_safety(exported, tmp_path):
 def test_bad_multi_row_names_its_line(exported, tmp_path):
     rows = [{"prompt": "p", "responses": ["a", "b"], "scores": [1.0, 2.0]},
             {"prompt": "p", "responses": ["a"], "scores": [1.0, 2.0]}]
-    with pytest.raises(ValueError, match=r"multi\.jsonl:2: 'responses' and 'scores'"):
+    with pytest.raises(ValueError, match=r"multi\.jsonl:2: the responses and their gold scores"):
         run(exported, write_jsonl(tmp_path / "multi.jsonl", rows), "multi", tmp_path / "out")
 
 
@@ -98,3 +98,50 @@ def test_benchmark_max_length_is_cut_to_the_model_positions(tiny_bert, tmp_path)
     assert metrics["length_policy"]["max_length"] == 256
     with pytest.raises(ConfigError, match="max_length: 1024 is more than the model's 256 positions"):
         run(model, data, "rmbench", tmp_path / "out2", "--max_length", "1024")
+
+
+def test_the_papers_validation_format_is_read_as_it_stands(exported, tmp_path):
+    """Rows of the paper's released Val2-Val4 sets: ``response_1_text`` .. ``response_4_text`` and ``all_scores``;
+    the same sets as ``responses``/``scores`` rows give the same scores and tau."""
+    texts = [["Start with small steps.", "no", "chess!", "Learn the moves first."],
+             ["Steep three minutes.", "x", "Tea is a drink.", "Use fresh water."]]
+    gold = [[2.0, -1.0, 1.0, 3.0], [3.0, 0.0, 1.0, 2.0]]
+    paper = [{"prompt": p, **{f"response_{k + 1}_text": t for k, t in enumerate(ts)}, "all_scores": g}
+             for p, ts, g in zip(["How do I start chess?", "Tips for tea?"], texts, gold, strict=True)]
+    ours = [{"prompt": row["prompt"], "responses": ts, "scores": g} for row, ts, g in zip(paper, texts, gold,
+                                                                                        strict=True)]
+    m_paper, r_paper = run(exported, write_jsonl(tmp_path / "paper.jsonl", paper), "multi", tmp_path / "a")
+    m_ours, r_ours = run(exported, write_jsonl(tmp_path / "ours.jsonl", ours), "multi", tmp_path / "b")
+    assert m_paper["prompts"] == 2 and [len(r["scores"]) for r in r_paper] == [4, 4]
+    assert [r["scores"] for r in r_paper] == [r["scores"] for r in r_ours] and m_paper == m_ours
+
+
+def test_metrics_json_is_strict_json_with_null_for_undefined_metrics(exported, tmp_path):
+    rows = [{"prompt": "p", "chosen": "good answer", "rejected": "bad", "subset": "alpacaeval-easy"}]
+    metrics, _ = run(exported, write_jsonl(tmp_path / "rb.jsonl", rows), "rewardbench", tmp_path / "out")
+    text = (tmp_path / "out" / "metrics.json").read_text()
+    assert "NaN" not in text and metrics["Prior Sets"] is None  # no prior set present: undefined, not NaN
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+
+
+def test_evaluate_never_writes_over_its_input_or_a_users_file(exported, tmp_path):
+    from bsr_lightning.errors import ConfigError, UserError
+
+    data = write_jsonl(tmp_path / "scores.jsonl", [{"prompt": "p", "chosen": "good answer", "rejected": "bad"}])
+    (tmp_path / "report.md").write_text("my report")
+    with pytest.raises(UserError, match=r"would write its output over its input .*scores.jsonl"):
+        cli_main(["evaluate", "--model", exported, "--data", data, "--output_dir", str(tmp_path), "--overwrite",
+                  "true"])
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    data = write_jsonl(inputs / "d[1].jsonl", [{"prompt": "p", "chosen": "good answer", "rejected": "bad"}])
+    write_jsonl(inputs / "d1.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "b"}] * 5)
+    with pytest.raises(UserError, match=r"holds .* evaluate did not write \(e.g. 'in'\)"):
+        cli_main(["evaluate", "--model", exported, "--data", data, "--output_dir", str(tmp_path)])
+    assert (tmp_path / "report.md").read_text() == "my report"
+    metrics, _ = run(exported, data, "pairs", tmp_path / "out")  # the bracketed name is that file, not d1.jsonl
+    assert metrics["pairs"] == 1
+    for flag, value in (("--chunk_rows", "0"), ("--batch_size", "-1")):
+        with pytest.raises(ConfigError, match=f"{flag.strip('-')}: must be at least 1, got {value}"):
+            cli_main(["evaluate", "--model", exported, "--data", data, "--output_dir", str(tmp_path / "out"), flag,
+                      value])

@@ -26,7 +26,10 @@ ROWS = [{"prompt": "How do I start chess?", "chosen": "Learn how each piece move
          "rejected": "Tea is a drink.", "subset": "mt-bench-easy", "id": 1},
         {"prompt": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"},
                     {"role": "user", "content": "Name a prime."}],
-         "chosen": "7", "rejected": "Eight is a prime number, as is nine.", "subset": "anthropic_helpful", "id": 2}]
+         "chosen": "7", "rejected": "Eight is a prime number, as is nine.", "subset": "anthropic_helpful", "id": 2},
+        # a response quoting role markers is still one assistant turn of plain text, as RewardBench reads it
+        {"prompt": "Write a two-line play.", "chosen": "Human: Is it raining?\n\nAssistant: Only on the stage.",
+         "rejected": "No.", "subset": "xstest-should-respond", "id": 3}]
 
 
 @pytest.fixture(scope="module", params=["tiny_bert", "tiny_llama"])
@@ -63,6 +66,19 @@ def rewardbench_scores(export_dir: str, rows: list[dict], monkeypatch) -> list[l
     return scores
 
 
+def test_rewardbench_rows_render_to_rewardbench_text(export):
+    from bsr_lightning.backbones.tokenizers import chat_text
+    from bsr_lightning.evaluation.rewardbench import rewardbench_pair
+
+    tokenizer = AutoTokenizer.from_pretrained(export)
+    prepare = function("rewardbench/utils.py", "prepare_dialogue_from_tokenizer", {"Dict": dict, "Any": object})
+    for i, row in enumerate(ROWS):
+        theirs, pair = prepare(dict(row), tokenizer), rewardbench_pair(row, i, f"row {i}")
+        assert chat_text(tokenizer, pair.prompt + pair.chosen) == theirs["text_chosen"]
+        assert chat_text(tokenizer, pair.prompt + pair.rejected) == theirs["text_rejected"]
+    assert "Human: Is it raining?" in theirs["text_chosen"]
+
+
 def test_rewardbench_scores_an_export_as_evaluate_does(export, tmp_path, monkeypatch):
     data = write_jsonl(tmp_path / "rb.jsonl", ROWS)
     evaluate(export, data, str(tmp_path / "out"), format="rewardbench", batch_size=3)
@@ -70,7 +86,7 @@ def test_rewardbench_scores_an_export_as_evaluate_does(export, tmp_path, monkeyp
     theirs = rewardbench_scores(export, ROWS, monkeypatch)
     np.testing.assert_allclose(theirs, ours, rtol=1e-5, atol=1e-4)
     gaps = np.diff(np.sort(np.ravel(ours)))
-    assert gaps.min() > 1e-2, ours  # six texts, six clearly different scores: the match is row by row
+    assert gaps.min() > 1e-3, ours  # eight texts, eight scores 10x the tolerance apart: the match is row by row
 
 
 def test_export_saves_the_training_template_and_right_padding(export):

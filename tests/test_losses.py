@@ -32,3 +32,9 @@ def test_bt_dr_by_hand():
     c, r = torch.tensor([1.0]), torch.tensor([-2.0])
     expected = nll(3.0) + nll(1.0) + nll(2.0)
     assert BradleyTerryDR()(c - r, c, r).item() == pytest.approx(expected)
+
+
+def test_margins_default_to_zero_as_in_the_papers_code():
+    assert BradleyTerryMargin().margin == 0.0 and Hinge().margin == 0.0
+    assert BradleyTerryMargin()(LOGITS, C, R).tolist() == BradleyTerry()(LOGITS, C, R).tolist()
+    assert Hinge()(torch.tensor([2.0, -1.0]), C, R).tolist() == [0.0, 1.0]

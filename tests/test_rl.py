@@ -5,10 +5,11 @@ import math
 import pytest
 import torch
 
+from bsr_lightning.errors import ConfigError
 from bsr_lightning.rloo.advantages import leave_one_out_advantages
 from bsr_lightning.rloo.generation import response_mask_of
 from bsr_lightning.rloo.kl import SequenceKL, TokenKL, sequence_kl
-from bsr_lightning.rloo.loss import clipped_surrogate, masked_mean
+from bsr_lightning.rloo.loss import SequenceClip, TokenClip, masked_mean
 from bsr_lightning.rloo.shapers import Center, Clip, MissingEOSPenalty, RMSNormalize, Whiten
 
 
@@ -67,24 +68,72 @@ def test_bad_group_sizes_are_refused():
         leave_one_out_advantages(torch.zeros(4), 3)
 
 
-def test_clipped_surrogate_by_hand():
+def test_token_clip_by_hand():
     mask = torch.ones(2, 1)
     old = torch.zeros(2, 1)
-    loss, frac = clipped_surrogate(old.clone(), old, torch.tensor([1.0, -2.0]), mask, clip=0.2)
+    loss, frac = TokenClip(clip=0.2)(old.clone(), old, torch.tensor([1.0, -2.0]), mask)
     assert loss.item() == pytest.approx(0.5) and frac.item() == 0.0  # -(1 - 2) / 2
     # ratio 1.5: positive advantage is clipped to 1.2, negative keeps the pessimistic 1.5
     logp = torch.full((2, 1), math.log(1.5))
-    loss, frac = clipped_surrogate(logp, old, torch.tensor([1.0, -1.0]), mask, clip=0.2)
+    loss, frac = TokenClip(clip=0.2)(logp, old, torch.tensor([1.0, -1.0]), mask)
     assert loss.item() == pytest.approx((-1.2 + 1.5) / 2) and frac.item() == pytest.approx(0.5)
 
 
-def test_surrogate_averages_tokens_of_each_sequence_then_sequences():
+def test_token_clip_averages_tokens_of_each_sequence_then_sequences():
     logp = torch.zeros(2, 3, requires_grad=True)
     mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
-    loss, _ = clipped_surrogate(logp, torch.zeros(2, 3), torch.tensor([2.0, 1.0]), mask, clip=0.2)
+    loss, _ = TokenClip(clip=0.2)(logp, torch.zeros(2, 3), torch.tensor([2.0, 1.0]), mask)
     loss.backward()
     # d loss / d logp = -A / (tokens in the sequence) / (sequences), zero on masked tokens
     assert torch.allclose(logp.grad, torch.tensor([[-0.5, -0.5, 0.0], [-0.5, 0.0, 0.0]]))
+
+
+def ten_and_hundred(shift: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A 10-token and a 100-token response (width 100), every token's log-probability ``shift`` above rollout
+    time's."""
+    mask = torch.zeros(2, 100)
+    mask[0, :10], mask[1, :] = 1, 1
+    old = torch.full((2, 100), -1.0)
+    return (old + shift).requires_grad_(), old, mask
+
+
+def test_sequence_clip_weighs_every_token_the_same_whatever_the_length():
+    logp, old, mask = ten_and_hundred(0.0)
+    loss, frac = SequenceClip(clip=0.2)(logp, old, torch.tensor([1.0, 1.0]), mask)
+    loss.backward()
+    # rho = 1, A = 1: loss = -(1 + 1) / 2, and d loss / d logp_t = -A / N = -0.5 on every response token
+    assert loss.item() == pytest.approx(-1.0) and frac.item() == 0.0
+    assert torch.allclose(logp.grad[0, :10], torch.full((10,), -0.5)) and logp.grad[0, 10:].abs().sum() == 0
+    assert torch.allclose(logp.grad[1], torch.full((100,), -0.5))
+    # the per-token mean instead gives -A / L / N: -0.05 and -0.005, long responses down-weighted 10x
+    logp, old, mask = ten_and_hundred(0.0)
+    TokenClip(clip=0.2)(logp, old, torch.tensor([1.0, 1.0]), mask)[0].backward()
+    assert logp.grad[0, 0].item() == pytest.approx(-0.05) and logp.grad[1, 0].item() == pytest.approx(-0.005)
+
+
+def test_sequence_clip_clips_the_long_response_as_one_action():
+    logp, old, mask = ten_and_hundred(0.01)  # sequence ratios exp(0.1) = 1.105 and exp(1) = 2.718
+    loss, frac = SequenceClip(clip=0.2)(logp, old, torch.tensor([1.0, 1.0]), mask)
+    loss.backward()
+    assert loss.item() == pytest.approx(-(math.exp(0.1) + 1.2) / 2, rel=1e-5)
+    assert frac.item() == 0.5  # one of two sequences
+    assert torch.allclose(logp.grad[0, :10], torch.full((10,), -math.exp(0.1) / 2))  # -rho A / N
+    assert logp.grad[1].abs().sum() == 0  # clipped: no gradient at all
+    # per token, each ratio is exp(0.01) = 1.01: nothing is clipped
+    logp, old, mask = ten_and_hundred(0.01)
+    assert TokenClip(clip=0.2)(logp, old, torch.tensor([1.0, 1.0]), mask)[1].item() == 0.0
+
+
+def test_sequence_clip_keeps_the_pessimistic_ratio_for_negative_advantages():
+    logp, old, mask = ten_and_hundred(0.01)
+    loss, frac = SequenceClip(clip=0.2)(logp, old, torch.tensor([-1.0, -1.0]), mask)
+    # -min(rho A, clip(rho) A) with A = -1 is rho itself: no clipping on either
+    assert loss.item() == pytest.approx((math.exp(0.1) + math.e) / 2, rel=1e-5) and frac.item() == 0.0
+
+
+def test_a_policy_loss_clip_must_be_positive():
+    with pytest.raises(ConfigError, match=r"model.policy_loss.init_args.clip: must be positive, got 0"):
+        SequenceClip(clip=0)
 
 
 def test_kl_penalties_by_hand():

@@ -16,7 +16,7 @@ from bsr_lightning import Backbone, RewardModel
 from bsr_lightning.backbones.export import export_module
 from bsr_lightning.cli import cli_main
 from bsr_lightning.errors import DataError, PathNotFound, RowError, UserError
-from bsr_lightning.files import MANIFEST
+from bsr_lightning.files import MANIFEST, sha256_of
 from bsr_lightning.synthetic_task import generate_preference_rows
 from bsr_lightning.training.checkpointing import AtomicCheckpointIO, ResumeState
 from conftest import REPO, write_jsonl
@@ -45,7 +45,10 @@ def test_checkpoints_and_exports_follow_the_umask(tiny_llama, tmp_path, umask_02
     AtomicCheckpointIO().save_checkpoint({"x": torch.zeros(2)}, tmp_path / "a.ckpt")
     assert mode(tmp_path / "a.ckpt") == 0o644  # mkstemp alone gives 0600
     out = export_module(RewardModel(Backbone(tiny_llama)), tmp_path / "export")
-    assert mode(out) == 0o755 and mode(out / "config.json") == 0o644  # mkdtemp alone gives 0700
+    assert mode(out) == 0o755  # mkdtemp alone gives 0700
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert {"model.safetensors", "config.json", MANIFEST} <= {p.name for p in files}
+    assert {p.name: mode(p) for p in files} == {p.name: 0o644 for p in files}  # safetensors alone gives 0600
 
 
 def test_export_never_deletes_files_it_did_not_write(tiny_llama, tmp_path):
@@ -54,7 +57,7 @@ def test_export_never_deletes_files_it_did_not_write(tiny_llama, tmp_path):
     (target / "sub").mkdir(parents=True)
     (target / "notes.txt").write_text("my notes")
     (target / "sub" / "train.jsonl").write_text("{}\n")
-    with pytest.raises(UserError, match=r"mine is not empty .*no export wrote it.*--overwrite"):
+    with pytest.raises(UserError, match=r"mine is not empty: 2 file\(s\) there no export wrote .*--overwrite"):
         export_module(module, target)
     with pytest.raises(UserError, match="not empty"):
         cli_main(["export", "--ckpt_path", str(tmp_path / "any.ckpt"), "--output_dir", str(target)])
@@ -64,9 +67,39 @@ def test_export_never_deletes_files_it_did_not_write(tiny_llama, tmp_path):
     # re-export into an earlier export: its own leftovers go, the user's files stay
     manifest = json.loads((target / MANIFEST).read_text())
     (target / "stale.bin").write_text("written by an older export")
-    (target / MANIFEST).write_text(json.dumps({"files": [*manifest["files"], "stale.bin"]}))
-    export_module(module, target)
+    (target / MANIFEST).write_text(json.dumps({"files": {**manifest["files"], "stale.bin": sha256_of(
+        target / "stale.bin")}}))
+    with pytest.raises(UserError, match="not empty"):  # the user's files are still there: --overwrite again
+        export_module(module, target)
+    export_module(module, target, overwrite=True)
     assert not (target / "stale.bin").exists() and (target / "notes.txt").is_file()
+    export_module(module, target / "inner")
+    export_module(module, target / "inner")  # an export of its own, unchanged: replaced without --overwrite
+
+
+def test_a_forged_manifest_deletes_nothing_of_the_users(tiny_llama, tmp_path):
+    """A model folder from elsewhere whose manifest lists a file outside it, an absolute path and a user's file
+    (with a hash that is not the file's): export neither deletes nor writes over any of them."""
+    module = RewardModel(Backbone(tiny_llama))
+    victim = tmp_path / "victimdir" / "precious.txt"
+    victim.parent.mkdir()
+    victim.write_text("precious")
+    absolute = tmp_path / "absolute.txt"
+    absolute.write_text("absolute")
+    target = tmp_path / "downloaded_model"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+    forged = {"../victimdir/precious.txt": sha256_of(victim), str(absolute): sha256_of(absolute),
+              "notes.txt": "0" * 64}
+    (target / MANIFEST).write_text(json.dumps({"files": forged}))
+    with pytest.raises(UserError, match="not empty"):  # the manifest vouches for nothing there
+        export_module(module, target)
+    export_module(module, target, overwrite=True)
+    assert victim.read_text() == "precious" and absolute.read_text() == "absolute"
+    assert (target / "notes.txt").read_text() == "mine" and (target / "config.json").is_file()
+    (target / MANIFEST).write_text(json.dumps({"files": ["../victimdir/precious.txt", str(absolute), "notes.txt"]}))
+    export_module(module, target, overwrite=True)  # an old-style manifest without hashes vouches for nothing either
+    assert victim.is_file() and absolute.is_file() and (target / "notes.txt").read_text() == "mine"
 
 
 def test_export_callback_refuses_a_foreign_directory_before_training(tiny_llama, synthetic_jsonl, tmp_path):

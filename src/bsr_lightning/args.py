@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from bsr_lightning.backbones.templates import resolve_template
 from bsr_lightning.errors import ConfigError, check
 
 Quantization = Literal["nf4", "int8"]
@@ -47,7 +48,8 @@ class Backbone:
         dtype: load the weights as ``bfloat16``, ``float16`` or ``float32``; None keeps the checkpoint's.
         attention: the attention implementation, e.g. ``sdpa`` or ``flash_attention_2``; None for the default.
         trust_remote_code: allow model code from the hub (off unless asked for).
-        chat_template: a Jinja chat template (inline or a ``.jinja`` path) replacing the tokenizer's.
+        chat_template: a chat template replacing the tokenizer's: inline Jinja, a name (``zephyr``: the paper's code;
+            ``plain``: Human/Assistant text) or a file, read once here, so checkpoints keep the text.
         lora: train LoRA adapters (and a reward model's score head) instead of all weights; merged at export.
         quantization: load the frozen base in ``nf4`` (4-bit) or ``int8`` with bitsandbytes (QLoRA; needs
             ``lora``). Export writes dequantized, merged full-precision weights.
@@ -66,6 +68,7 @@ class Backbone:
     dropout: bool = False
 
     def __post_init__(self) -> None:
+        self.chat_template = resolve_template(self.chat_template)
         if isinstance(self.lora, dict):  # as stored in checkpoints
             self.lora = LoRA(**self.lora)
         if self.quantization is not None and self.quantization not in ("nf4", "int8"):

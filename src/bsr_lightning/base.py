@@ -93,6 +93,7 @@ class BackboneModule(L.LightningModule):
         ``export``). With LoRA, keep only the trainable weights (adapters, score head): the frozen, possibly
         quantized base is rebuilt from ``backbone.name`` on load, so an 8B QLoRA checkpoint is tens of MB."""
         checkpoint["bsr_lightning_run"] = {**self.run_record, "metrics": self.latest_val_metrics()}
+        checkpoint["bsr_lightning_chat_template"] = self.tokenizer.chat_template  # the text trained on, data's too
         if self.backbone_args.lora is not None:
             trainable = {n for n, p in self.named_parameters() if p.requires_grad}
             checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
@@ -100,6 +101,9 @@ class BackboneModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Restore the run record; refuse a LoRA checkpoint that misses a trainable weight."""
         self.run_record = dict(checkpoint.get("bsr_lightning_run", {}))
+        template = checkpoint.get("bsr_lightning_chat_template")
+        if isinstance(template, str):  # text only: jinja renders in transformers' sandbox and imports nothing
+            self.tokenizer.chat_template = template
         if self.backbone_args.lora is None:
             return
         self.strict_loading = False  # the frozen base is not in the checkpoint

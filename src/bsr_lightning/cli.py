@@ -29,7 +29,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from bsr_lightning.errors import TRACEBACK_ENV, PathNotFound, UserError
 from bsr_lightning.evaluation.diagnostics import diagnose
 from bsr_lightning.evaluation.evaluate import evaluate
-from bsr_lightning.experiments.scenarios import scenarios
+from bsr_lightning.experiments.scenarios_command import scenarios
 from bsr_lightning.experiments.sweep import sweep
 from bsr_lightning.plan import format_plan, memory_plan
 from bsr_lightning.serving.server import serve

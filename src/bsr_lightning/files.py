@@ -3,6 +3,7 @@ that never lose a file the package did not write. A leaf module."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -53,15 +54,110 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 
 def check_export_dir(output_dir: str | Path, overwrite: bool = False) -> None:
-    """Refuse to export into a non-empty directory that no earlier export wrote, unless ``overwrite``."""
+    """Refuse to export into a non-empty directory that holds files no earlier export wrote (per its manifest's
+    hashes: :func:`owned_files`), unless ``overwrite``."""
     path = Path(output_dir)
     if not path.exists():
         return
     if not path.is_dir():
         raise UserError(f"export directory {path} is a file; choose a directory.")
-    entries = sorted(p.name for p in path.iterdir())
-    if not entries or MANIFEST in entries or overwrite:
+    owned = owned_files(path, MANIFEST)
+    tops = {name.split("/", 1)[0] for name in owned}
+    foreign = sorted(p.name for p in path.iterdir() if p.name != MANIFEST and p.name not in tops)
+    if not foreign or overwrite:
         return
-    raise UserError(f"export directory {path} is not empty ({len(entries)} entries, e.g. {entries[0]!r}) and no "
-                    "export wrote it; choose an empty or new directory, or pass --overwrite (export callback: "
-                    "`overwrite: true`) to write into it: files the export does not write are kept.")
+    raise UserError(f"export directory {path} is not empty: {len(foreign)} file(s) there no export wrote (e.g. "
+                    f"{foreign[0]!r}); "
+                    "choose an empty or new directory, or pass --overwrite (export callback: `overwrite: true`) to "
+                    "write into it: files the export does not write are kept.")
+
+
+OUTPUTS = ".bsr_lightning_outputs.json"  # in each output folder of evaluate, scenarios, diagnose, sweep
+
+
+def sha256_of(path: str | Path) -> str:
+    """The SHA-256 hex digest of a file's bytes."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _inside(directory: Path, name: object) -> Path | None:
+    """``directory / name`` when ``name`` is a plain relative path that stays inside ``directory``; else None."""
+    if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts:
+        return None
+    path = directory / name
+    try:
+        path.resolve().relative_to(directory.resolve())
+    except ValueError:  # a symlink leading out
+        return None
+    return path
+
+
+def owned_files(directory: str | Path, manifest: str = OUTPUTS) -> dict[str, str]:
+    """``{name: sha256}`` of the files in ``directory`` that the package wrote and nobody changed since: names in
+    its manifest that are relative, inside the folder, regular files, and hash as recorded. A forged or stale
+    manifest vouches for nothing else (those files are the user's)."""
+    directory = Path(directory)
+    try:
+        recorded = json.loads((directory / manifest).read_text()).get("files", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    if not isinstance(recorded, dict):
+        return {}  # an old manifest without hashes: nothing is known to be ours
+    owned = {}
+    for name, digest in recorded.items():
+        path = _inside(directory, name)
+        if path is not None and path.is_file() and not path.is_symlink() and sha256_of(path) == digest:
+            owned[name] = digest
+    return owned
+
+
+def claim_output_dir(output_dir: str | Path, outputs: list[str], inputs: list[str | Path] = (),
+                     overwrite: bool = False, command: str = "this command") -> Path:
+    """Check, before any work, that writing ``outputs`` into ``output_dir`` loses nothing of the user's, and create
+    the folder.
+
+    An output that would replace one of the ``inputs`` is refused always; a folder that holds anything this package
+    did not write (per :func:`owned_files`) is refused unless ``overwrite`` (and then only ``outputs`` are replaced).
+    Stops with a :class:`UserError` that names the file and what to do.
+    """
+    path = Path(output_dir)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"output_dir {path} is a file; choose a directory.")
+    targets = {(path / name).resolve() for name in outputs}
+    for source in inputs:
+        if Path(source).exists() and Path(source).resolve() in targets:
+            raise UserError(f"{command} would write its output over its input {source}; choose another "
+                            "--output_dir.")
+    if path.is_dir() and not overwrite:
+        owned = owned_files(path)
+        foreign = sorted(p.name for p in path.iterdir() if p.name != OUTPUTS and p.name not in owned
+                         and not (p.is_dir() and p.name in _recorded_dirs(path)))
+        if foreign:
+            raise UserError(f"output_dir {path} holds {len(foreign)} file(s) {command} did not write (e.g. "
+                            f"{foreign[0]!r}); choose a new or empty directory, or pass --overwrite to write into it "
+                            f"(only {', '.join(outputs)} are replaced; other files are kept).")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _recorded_dirs(directory: Path) -> set[str]:
+    try:
+        dirs = json.loads((directory / OUTPUTS).read_text()).get("dirs", [])
+    except (OSError, ValueError, AttributeError):
+        return set()
+    return {d for d in dirs if isinstance(d, str) and _inside(directory, d) is not None}
+
+
+def record_outputs(output_dir: str | Path, outputs: list[str], dirs: list[str] = ()) -> None:
+    """Add ``outputs`` (files written into ``output_dir``) with their hashes, and ``dirs`` (sub-folders the command
+    made), to the folder's manifest, so a later run may replace them and nothing else."""
+    path = Path(output_dir)
+    files = {**owned_files(path), **{name: sha256_of(path / name) for name in outputs if (path / name).is_file()}}
+    write_text_atomic(path / OUTPUTS, json.dumps({"files": files, "dirs": sorted(_recorded_dirs(path) | set(dirs))},
+                                                 indent=1))

@@ -19,7 +19,7 @@ from torch import nn
 
 from bsr_lightning.backbones.model_card import export_files
 from bsr_lightning.backbones.tokenizers import export_tokenizer, template_writes_specials
-from bsr_lightning.files import MANIFEST, apply_umask, check_export_dir
+from bsr_lightning.files import MANIFEST, apply_umask, check_export_dir, owned_files, sha256_of
 
 
 def save_pretrained_atomic(model, tokenizer, output_dir: str | Path, overwrite: bool = False,
@@ -27,10 +27,10 @@ def save_pretrained_atomic(model, tokenizer, output_dir: str | Path, overwrite: 
     """``save_pretrained`` model and tokenizer into ``output_dir``, never deleting a file the export did not write.
 
     A new directory is written beside it and renamed into place (a crash leaves no half-written export). Into an
-    earlier export (it holds :data:`~bsr_lightning.files.MANIFEST`), or with ``overwrite`` into any directory, the
-    new files replace same-named ones one by one and the files the earlier export wrote but this one does not are
-    removed; every other file is kept. Modes follow the umask. ``extra_files`` (name -> text: the model card, the
-    training config) are written beside the weights.
+    earlier export (:data:`~bsr_lightning.files.MANIFEST` vouches by hash for every file there), or with
+    ``overwrite`` into any directory, the new files replace same-named ones one by one and the files the earlier
+    export wrote (unchanged since) but this one does not are removed; every other file is kept. Modes follow the
+    umask. ``extra_files`` (name -> text: the model card, the training config) are written beside the weights.
     """
     output_dir = Path(output_dir)
     check_export_dir(output_dir, overwrite)
@@ -42,7 +42,11 @@ def save_pretrained_atomic(model, tokenizer, output_dir: str | Path, overwrite: 
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
         written = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
-        (tmp / MANIFEST).write_text(json.dumps({"files": written}, indent=1))
+        for name in written:  # safetensors and others create 0600 files: every file follows the umask
+            apply_umask(tmp / name)
+        (tmp / MANIFEST).write_text(json.dumps({"files": {name: sha256_of(tmp / name) for name in written}},
+                                               indent=1))
+        apply_umask(tmp / MANIFEST)
         apply_umask(tmp, directory=True)
         if not output_dir.exists():
             tmp.rename(output_dir)
@@ -54,9 +58,10 @@ def save_pretrained_atomic(model, tokenizer, output_dir: str | Path, overwrite: 
 
 
 def _merge_into(tmp: Path, output_dir: Path, written: list[str]) -> None:
-    """Move the new export's files into an existing directory; drop only the earlier export's leftovers."""
-    manifest = output_dir / MANIFEST
-    earlier = set(json.loads(manifest.read_text())["files"]) if manifest.is_file() else set()
+    """Move the new export's files into an existing directory; drop only the earlier export's leftovers: files its
+    manifest lists inside the folder with the hash it recorded (:func:`~bsr_lightning.files.owned_files`). A file
+    whose hash differs, or a name that leads outside, is the user's and stays."""
+    earlier = set(owned_files(output_dir, MANIFEST))
     for name in [*written, MANIFEST]:  # the manifest last: it vouches for a complete export
         (output_dir / name).parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp / name, output_dir / name)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from transformers import AutoTokenizer
 
 from bsr_lightning.backbones.names import resolve_model_path
+from bsr_lightning.backbones.templates import PLAIN_CHAT_TEMPLATE, resolve_template
 from bsr_lightning.errors import PathNotFound
 
 PAD_TOKEN = "<|pad|>"
@@ -21,7 +20,8 @@ def load_tokenizer(name_or_path: str, chat_template: str | None = None, trust_re
 
     Args:
         name_or_path: hub id, local directory, ``pkg:MODULE`` or ``tiny:NAME``.
-        chat_template: a Jinja chat template (inline or ``.jinja`` path) replacing the tokenizer's.
+        chat_template: a chat template replacing the tokenizer's: inline Jinja, a name (``zephyr``, ``plain``) or
+            the path of a template file (:func:`~bsr_lightning.backbones.templates.resolve_template`).
         trust_remote_code: allow tokenizer code from the hub.
     """
     try:
@@ -33,26 +33,8 @@ def load_tokenizer(name_or_path: str, chat_template: str | None = None, trust_re
     if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
     if chat_template is not None:
-        tokenizer.chat_template = read_template(chat_template)
+        tokenizer.chat_template = resolve_template(chat_template)
     return tokenizer
-
-
-def read_template(template: str) -> str:
-    """A chat template given inline or as the path of a ``.jinja`` file."""
-    if template.endswith((".jinja", ".j2")) and Path(template).is_file():
-        return Path(template).read_text()
-    return template
-
-
-PLAIN_CHAT_TEMPLATE = (
-    "{%- set names = {'user': 'Human', 'assistant': 'Assistant', 'system': 'System'} -%}"
-    "{%- for m in messages -%}{%- if not loop.first -%}{{ '\\n\\n' }}{%- endif -%}"
-    "{{ names[m['role']] + ': ' + m['content'] }}{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ '\\n\\nAssistant:' }}{%- endif -%}"
-)
-"""The plain ``Human: ...\\n\\nAssistant: ...`` text that a tokenizer without a chat template is trained on, as a
-template: exports write it, so RewardBench's loader, ``apply_chat_template`` and ``evaluate`` read the same text.
-Unlike real chat templates it writes no special tokens, so the tokenizer adds its own (``[CLS]``/``[SEP]``, BOS)."""
 
 
 def chat_text(tokenizer, messages: list[dict], generation_prompt: bool = False) -> str:

@@ -21,15 +21,20 @@ LOCAL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet", ".csv"
 
 
 def local_files(path: str) -> list[str] | None:
-    """The local files named by ``path`` (a file, a glob, a directory or a comma-separated list), or None when
-    ``path`` names no local file (so it is taken as a hub dataset id)."""
+    """The local files named by ``path`` (a file, a directory, a glob or a comma-separated list), or None when
+    ``path`` names no local file (so it is taken as a hub dataset id).
+
+    Names are literal: an existing file is read as named (``d[1].jsonl`` is that file, never ``d1.jsonl``). Only a
+    name that does not exist and holds ``*`` or ``?`` is a glob, and brackets in it stay literal characters."""
     files: list[str] = []
     for part in path.split(","):
         part = part.strip()
         if Path(part).is_dir():
             files += sorted(str(p) for p in Path(part).iterdir() if p.name.endswith(LOCAL_SUFFIXES))
-        else:
-            files += sorted(glob.glob(part))
+        elif Path(part).exists():
+            files.append(part)
+        elif "*" in part or "?" in part:
+            files += sorted(glob.glob(part.replace("[", "[[]")))
     if not files:
         if any(path.endswith(s) for s in LOCAL_SUFFIXES):
             raise PathNotFound(f"data file not found: {path} (cwd: {Path.cwd()}); check `data.path`.")

@@ -9,7 +9,8 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader
 
-from bsr_lightning.backbones.tokenizers import load_tokenizer, read_template
+from bsr_lightning.backbones.templates import resolve_template
+from bsr_lightning.backbones.tokenizers import load_tokenizer
 from bsr_lightning.data.collate import LengthGroupedSampler, PairCollator, PairDataset
 from bsr_lightning.data.encoding import Overlong, PairEncoder
 from bsr_lightning.data.formats import PreferencePair, RowError, row_to_pair
@@ -60,7 +61,7 @@ def module_tokenizer(datamodule: L.LightningDataModule, name: str | None, chat_t
         raise ValueError(f"{type(datamodule).__name__} has no tokenizer: set `tokenizer`, or attach it to a module "
                          "that has one (RewardModel, SFTModel and RLOOPolicy do).")
     if chat_template is not None:
-        module.tokenizer.chat_template = read_template(chat_template)
+        module.tokenizer.chat_template = resolve_template(chat_template, "data.chat_template")
     return module.tokenizer
 
 
@@ -109,7 +110,7 @@ class PreferenceDataModule(ResumableData, L.LightningDataModule):
         val_fraction: the fraction carved out when no validation data is given (0 for none).
         test_path: data for ``test``/``predict``; the validation data when None.
         tokenizer: tokenizer name or path; None takes the model's (``trainer.lightning_module.tokenizer``).
-        chat_template: a Jinja chat template (inline or a ``.jinja`` path) replacing the tokenizer's.
+        chat_template: a chat template replacing the tokenizer's: inline Jinja, ``zephyr``, ``plain`` or a file.
         max_length: the longest sequence in tokens.
         overlong: what to do with longer pairs: ``drop``, ``truncate_left`` or ``truncate_right`` (counts logged).
         bad_rows: ``error`` stops at the first bad row; ``skip`` skips and counts them.

@@ -13,11 +13,15 @@ from pathlib import Path
 import numpy as np
 
 from bsr_lightning.backbones.loading import find_score_head
-from bsr_lightning.data.loading import iter_raw_rows
+from bsr_lightning.data.loading import iter_raw_rows, local_files
 from bsr_lightning.data.preference import collect_pairs
-from bsr_lightning.errors import require
+from bsr_lightning.errors import check, require
 from bsr_lightning.evaluation.report import markdown_table
+from bsr_lightning.files import claim_output_dir, record_outputs
 from bsr_lightning.reward.scoring import ConversationScorer, load_reward_model
+
+PLOTS = ("hidden_norm", "pair_hidden_distance", "cos_h_w", "reward")
+OUTPUTS = ["diagnostics.json", "diagnostics.md", *(f"{key}.png" for key in PLOTS)]
 
 
 def effective_rank(hidden: np.ndarray) -> float:
@@ -67,7 +71,7 @@ def plot_overlays(results: dict[str, dict], output_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     paths = []
-    for key in ("hidden_norm", "pair_hidden_distance", "cos_h_w", "reward"):
+    for key in PLOTS:
         fig, ax = plt.subplots(figsize=(6, 4))
         for label, arrays in results.items():
             ax.hist(arrays[key], bins=40, alpha=0.5, density=True, label=label)
@@ -81,7 +85,8 @@ def plot_overlays(results: dict[str, dict], output_dir: Path) -> list[Path]:
 
 
 def diagnose(models: list[str], data: str, output_dir: str, labels: list[str] | None = None, split: str = "train",
-             max_pairs: int = 1000, batch_size: int = 16, max_length: int = 512) -> dict[str, dict[str, float]]:
+             max_pairs: int = 1000, batch_size: int = 16, max_length: int = 512,
+             overwrite: bool = False) -> dict[str, dict[str, float]]:
     """Compare hidden-state statistics of reward models on one preference dataset.
 
     Args:
@@ -93,17 +98,20 @@ def diagnose(models: list[str], data: str, output_dir: str, labels: list[str] | 
         max_pairs: use the first N pairs.
         batch_size: sequences per forward pass.
         max_length: the longest sequence; longer ones are truncated on the left.
+        overwrite: write into a folder that holds files diagnose did not write (only its outputs are replaced).
     """
     require("matplotlib", "diagnose (its plots)")
     labels = labels or models
-    if len(labels) != len(models):
-        raise ValueError(f"{len(labels)} labels for {len(models)} models; give one label per model.")
+    check(len(labels) == len(models), "labels", f"{len(labels)} labels for {len(models)} models; give one label per "
+                                                "model.")
+    for key, value, least in (("max_pairs", max_pairs, 1), ("batch_size", batch_size, 1), ("max_length", max_length,
+                                                                                                2)):
+        check(value >= least, key, f"must be at least {least}, got {value}.")
+    out = claim_output_dir(output_dir, OUTPUTS, local_files(data) or [], overwrite, "diagnose")
     pairs = collect_pairs(iter_raw_rows(data, split=split), "error", data)[:max_pairs]
     conversations = [p.prompt + p.chosen for p in pairs] + [p.prompt + p.rejected for p in pairs]
     results = {label: model_diagnostics(load_reward_model(m), conversations, batch_size, max_length)
                for label, m in zip(labels, models, strict=True)}
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     summary = {label: summarize(arrays) for label, arrays in results.items()}
     (out / "diagnostics.json").write_text(json.dumps(summary, indent=2))
     plots = plot_overlays(results, out)
@@ -111,4 +119,5 @@ def diagnose(models: list[str], data: str, output_dir: str, labels: list[str] | 
     images = "\n".join(f"![{p.stem}]({p.name})" for p in plots)
     (out / "diagnostics.md").write_text(f"# Hidden-state diagnostics on {data} ({len(pairs)} pairs)\n\n{tables}\n\n"
                                         f"{images}\n")
+    record_outputs(out, OUTPUTS)
     return summary

@@ -16,7 +16,6 @@ import logging
 import os
 from collections.abc import Iterator
 from itertools import islice
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -25,13 +24,16 @@ from tqdm.auto import tqdm
 
 from bsr_lightning.args import DType
 from bsr_lightning.data.formats import RowError
+from bsr_lightning.data.loading import local_files
 from bsr_lightning.errors import check
 from bsr_lightning.evaluation import rewardbench, rmbench  # noqa: F401  (they register their formats)
 from bsr_lightning.evaluation.evaluators import EVALUATORS, Evaluator
-from bsr_lightning.evaluation.report import write_report
+from bsr_lightning.evaluation.report import strict_json, write_report
+from bsr_lightning.files import claim_output_dir, record_outputs
 from bsr_lightning.reward.scoring import ConversationScorer, load_reward_model
 
 log = logging.getLogger(__name__)
+OUTPUTS = ["scores.jsonl", "metrics.json", "report.md"]
 
 
 def _chunks(rows: Iterator, size: int) -> Iterator[list]:
@@ -71,7 +73,7 @@ def stream_scores(scorer: ConversationScorer, evaluator: Evaluator, rows: Iterat
         scores = scorer.score(flat, "chunk") if flat else np.zeros(0)
         bounds = np.cumsum([0] + [len(group) for group in convs])
         for item, start, end in zip(items, bounds[:-1], bounds[1:], strict=True):
-            records_file.write(json.dumps(evaluator.update(item, scores[start:end])) + "\n")
+            records_file.write(json.dumps(strict_json(evaluator.update(item, scores[start:end]))) + "\n")
         bar.update(len(chunk))
     bar.close()
     return {**evaluator.result(), "bad_rows": {"skipped": len(skipped), "first": skipped[:5]}}
@@ -102,7 +104,7 @@ def evaluate(model: str, data: str, output_dir: str,
              batch_size: int = 16, max_length: int | None = None,
              overlong: Literal["drop", "truncate_left", "truncate_right"] = "truncate_left",
              device: str = "cpu", chunk_rows: int = 2048, bad_rows: Literal["error", "skip"] = "error",
-             dtype: DType | None = None) -> dict:
+             dtype: DType | None = None, overwrite: bool = False) -> dict:
     """Evaluate a reward model on one dataset; writes ``metrics.json``, ``scores.jsonl`` and ``report.md``.
 
     Args:
@@ -120,14 +122,18 @@ def evaluate(model: str, data: str, output_dir: str,
         bad_rows: ``error`` stops at the first bad row naming it; ``skip`` leaves bad rows out and counts them in
             ``metrics.json`` (``bad_rows``), as training's ``data.bad_rows`` does.
         dtype: cast the weights to ``bfloat16``, ``float16`` or ``float32``; None keeps the model's.
+        overwrite: write into a folder that holds files evaluate did not write (only its three outputs are
+            replaced); an input file is never written over.
     """
+    check(batch_size >= 1, "batch_size", f"must be at least 1, got {batch_size}.")
+    check(chunk_rows >= 1, "chunk_rows", f"must be at least 1, got {chunk_rows}.")
+    check(max_length is None or max_length >= 2, "max_length", f"must be at least 2 tokens, got {max_length}.")
+    out = claim_output_dir(output_dir, OUTPUTS, [*(local_files(data) or []), model], overwrite, "evaluate")
     evaluator = EVALUATORS[format](data)
     split = split or evaluator.default_split
     module = load_reward_model(model, dtype).to(device)
     max_length = fitting_max_length(module, max_length, evaluator.default_max_length)
     scorer = ConversationScorer(module, batch_size, max_length, overlong, progress=False)
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     partial = out / ".scores.jsonl.partial"  # renamed into place only when every row is scored
     try:
         with open(partial, "w") as records:
@@ -139,4 +145,5 @@ def evaluate(model: str, data: str, output_dir: str,
     os.replace(partial, out / "scores.jsonl")
     metrics["length_policy"] = {"max_length": max_length, "overlong": overlong, **scorer.counts}
     write_report(out, metrics, f"{format} evaluation of {model} on {data}")
+    record_outputs(out, OUTPUTS)
     return metrics

@@ -97,8 +97,12 @@ class PairsEvaluator(Evaluator):
 
 
 class MultiEvaluator(Evaluator):
-    """``{prompt, responses: [...], scores: [...]}`` rows with gold scores: per-prompt Kendall tau-b, Spearman rho
-    and best-of-n gold regret, averaged over prompts (prompts with a NaN correlation are counted, not averaged)."""
+    """Multi-response rows with gold scores: per-prompt Kendall tau-b, Spearman rho and best-of-n gold regret,
+    averaged over prompts (prompts with a NaN correlation are counted, not averaged).
+
+    Two row shapes: ``{prompt, responses: [...], scores: [...]}`` (what ``scenarios`` writes), and the paper's
+    released validation sets as they stand, ``{prompt, response_1_text, ..., response_n_text, all_scores: [...]}``.
+    """
 
     format, columns = "multi", ("prompt", "responses", "scores")
 
@@ -106,14 +110,31 @@ class MultiEvaluator(Evaluator):
         self.sums: dict[str, float] = defaultdict(float)
         self.counts: dict[str, int] = defaultdict(int)
 
+    def check_columns(self, row: dict, where: str) -> None:
+        if "prompt" in row and "response_1_text" in row and "all_scores" in row:
+            return  # the paper's shape
+        super().check_columns(row, where)
+
+    @staticmethod
+    def responses_and_gold(row: dict) -> tuple[object, object]:
+        """``(responses, gold scores)`` of either row shape (see the class docstring)."""
+        if "responses" in row or "response_1_text" not in row:
+            return row.get("responses"), row.get("scores")
+        responses, k = [], 1
+        while f"response_{k}_text" in row:
+            responses.append(row[f"response_{k}_text"])
+            k += 1
+        return responses, row.get("all_scores")
+
     def parse(self, row, row_id, where):
         prompt = as_messages(row.get("prompt"), "prompt", where, "user")
-        responses, gold = row.get("responses"), row.get("scores")
+        responses, gold = self.responses_and_gold(row)
         if not isinstance(responses, list) or not isinstance(gold, list) or len(responses) != len(gold) or not gold:
-            raise RowError(where, "'responses' and 'scores' must be non-empty lists of equal length")
+            raise RowError(where, "the responses and their gold scores ('responses'/'scores', or 'response_k_text'/"
+                                  "'all_scores') must be non-empty lists of equal length")
         for i, value in enumerate(gold):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise RowError(where, f"'scores'[{i}] must be a number, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise RowError(where, f"gold score {i} must be a finite number, got {value!r}")
         return row_id, where, prompt, [check_text(r, f"responses[{i}]", where) for i, r in enumerate(responses)], gold
 
     def conversations(self, item):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from bsr_lightning.files import write_text_atomic
@@ -26,8 +27,21 @@ def markdown_table(rows: list[tuple[str, object]], header: tuple[str, str] = ("m
     return "\n".join(lines + [f"| {k} | {fmt(v)} |" for k, v in rows])
 
 
+def strict_json(value):
+    """``value`` with every NaN or infinity replaced by ``null``: ``metrics.json`` is strict JSON, which has no NaN.
+    A ``null`` metric means it is undefined on the data (e.g. accuracy over no pairs, Prior Sets with none present)."""
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def write_report(output_dir: Path, metrics: dict, title: str) -> None:
-    """Write ``metrics.json`` and ``report.md`` into ``output_dir`` (``scores.jsonl`` is streamed by the caller)."""
+    """Write ``metrics.json`` (strict JSON: :func:`strict_json`) and ``report.md`` into ``output_dir``
+    (``scores.jsonl`` is streamed by the caller)."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(output_dir / "metrics.json", json.dumps(metrics, indent=2))
+    write_text_atomic(output_dir / "metrics.json", json.dumps(strict_json(metrics), indent=2, allow_nan=False))
     write_text_atomic(output_dir / "report.md", f"# {title}\n\n{markdown_table(_flatten(metrics))}\n")

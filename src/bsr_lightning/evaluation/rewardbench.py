@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from bsr_lightning.data.formats import PreferencePair, row_to_pair
+from bsr_lightning.data.formats import PreferencePair, check_text, row_to_pair
 from bsr_lightning.data.loading import iter_raw_rows, local_files
 from bsr_lightning.errors import RowError
 from bsr_lightning.evaluation.evaluators import Evaluator
@@ -80,6 +80,31 @@ def iter_pref_sets(dataset_dict, name: str = PREF_SETS) -> Iterator[tuple[str, d
             yield f"{name}[{split}] row {index}", {**row, "subset": split}
 
 
+def rewardbench_pair(row: dict, row_id: int, where: str) -> PreferencePair:
+    """A row as RewardBench's ``prepare_dialogue_from_tokenizer`` reads it: a string ``prompt`` is one user turn
+    and string ``chosen``/``rejected`` one assistant turn each, as plain text whatever words they hold (a response
+    that quotes "Human:" stays one turn); a list ``prompt`` alternates user and assistant by position and must end
+    with the user. Rows whose responses are message lists (not RewardBench's shape) go through :func:`row_to_pair`.
+    """
+    for column in ("prompt", "chosen", "rejected"):
+        if column not in row:
+            raise RowError(where, f"missing column '{column}' (columns present: {sorted(row)})")
+    if not (isinstance(row["chosen"], str) and isinstance(row["rejected"], str)):
+        return row_to_pair(row, row_id, where)
+    if isinstance(row["prompt"], list) and row["prompt"]:
+        prompt = [{"role": "user" if i % 2 == 0 else "assistant", "content": check_text(
+            m.get("content") if isinstance(m, dict) else m, f"prompt[{i}].content", where)}
+            for i, m in enumerate(row["prompt"])]
+        if prompt[-1]["role"] != "user":
+            raise RowError(where, f"'prompt' has {len(prompt)} turns; RewardBench reads them as user, assistant, ... "
+                                  "and the last must be the user's")
+    else:
+        prompt = [{"role": "user", "content": check_text(row["prompt"], "prompt", where)}]
+    chosen, rejected = ([{"role": "assistant", "content": check_text(row[c], c, where)}] for c in ("chosen",
+                                                                                                 "rejected"))
+    return PreferencePair(row_id, where, prompt, chosen, rejected)
+
+
 class Item(NamedTuple):
     """One RewardBench row: its pair, or why it is not scored (``retired`` subset, ``identical`` responses)."""
 
@@ -122,7 +147,7 @@ class RewardBenchEvaluator(Evaluator):
             return Item(row_id, where, subset, None, "retired")
         if row["chosen"] == row["rejected"]:  # RewardBench scores the tie, which is wrong
             return Item(row_id, where, subset, None, "identical")
-        return Item(row_id, where, subset, row_to_pair(row, row_id, where))
+        return Item(row_id, where, subset, rewardbench_pair(row, row_id, where))
 
     def conversations(self, item):
         pair = item.pair

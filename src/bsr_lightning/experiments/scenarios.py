@@ -2,31 +2,32 @@
 
 Input: one row per response, ``{prompt, response, score, <group>, <generator>}`` (``score`` is the gold reward; the
 prompt-group and response-generator column names are arguments). A seeded fraction of prompt groups and of generators
-is held out; then
+is held out, and a seeded fraction of the remaining (in-domain) prompts is set aside for Val1. Then
 
-* ``train.jsonl``: pairs from in-domain prompts and in-domain generators (chosen = higher gold score);
-* ``val1.jsonl``: in-domain pairs built from each in-domain prompt's held-out responses;
-* ``val2.jsonl``: prompt-disjoint multi-response sets (held-out groups, in-domain generators);
-* ``val3.jsonl``: response-disjoint sets (in-domain prompts, held-out generators);
-* ``val4.jsonl``: mutual-disjoint sets (held-out groups and generators).
+* ``train.jsonl``: pairs (chosen = higher gold score) from in-domain prompts, in-domain generators;
+* ``val1.jsonl`` (in-domain, ID): pairs from the set-aside in-domain prompts, in-domain generators: prompts never
+  trained on, drawn from the training groups and answered by the training generators (accuracy);
+* ``val2.jsonl`` (prompt-OOD): held-out groups, in-domain generators;
+* ``val3.jsonl`` (response-OOD): the training prompts, answered by held-out generators;
+* ``val4.jsonl`` (mutual-OOD): held-out groups and held-out generators.
 
-A multi-response set needs at least two responses (Kendall tau); prompts with fewer in a held-out cell are counted
-under ``skipped_single_response``. Hold out enough generators that each prompt keeps two responses.
-
-Evaluate ``val1`` with ``--format pairs`` and ``val2``-``val4`` with ``--format multi`` (Kendall tau vs gold).
+Val2-Val4 are multi-response sets of exactly ``responses_per_prompt`` responses (default 4, as the paper's), so
+Kendall tau is over 4 responses: a prompt with more is sampled down (seeded), one with fewer is dropped and counted
+in ``report.json`` (``dropped_too_few_responses``), which also says, per split, how many of its prompts, groups and
+generators appear in ``train``. Evaluate ``val1`` with ``--format pairs`` and ``val2``-``val4`` with ``--format
+multi``.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
+import logging
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 
-from bsr_lightning.data.formats import RowError
-from bsr_lightning.data.loading import iter_raw_rows
+log = logging.getLogger(__name__)
+MULTI_SPLITS = {(True, False): "val2", (False, True): "val3", (True, True): "val4"}
 
 
 def _held_out(values: set, fraction: float, rng: np.random.Generator) -> set:
@@ -47,58 +48,62 @@ def _multi(prompt: str, responses: list[dict]) -> dict:
 
 
 def build_scenarios(rows: list[dict], group_column: str = "group", generator_column: str = "generator",
-                    group_fraction: float = 0.2, generator_fraction: float = 0.2, val1_responses: int = 2,
-                    seed: int = 0) -> dict[str, list[dict]]:
-    """Split ``rows`` (one per response) into ``train``, ``val1``..``val4`` (see the module docstring)."""
+                    group_fraction: float = 0.2, generator_fraction: float = 0.2, val1_fraction: float = 0.1,
+                    responses_per_prompt: int = 4, seed: int = 0) -> dict[str, list[dict]]:
+    """Split ``rows`` (one per response) into ``train``, ``val1``..``val4`` (see the module docstring), plus
+    ``dropped`` (prompts of Val2-Val4 with fewer than ``responses_per_prompt`` responses, with their split)."""
     rng = np.random.default_rng(seed)
     groups = _held_out({r[group_column] for r in rows}, group_fraction, rng)
     generators = _held_out({r[generator_column] for r in rows}, generator_fraction, rng)
+    in_domain = {r["prompt"] for r in rows if r[group_column] not in groups}
+    val1_prompts = _held_out(in_domain, val1_fraction, rng)
     by_prompt: dict[tuple[bool, bool, str], list[dict]] = defaultdict(list)
     for row in rows:
         by_prompt[(row[group_column] in groups, row[generator_column] in generators, row["prompt"])].append(row)
-    out: dict[str, list] = {name: [] for name in ("train", "val1", "val2", "val3", "val4", "skipped_single_response")}
+    out: dict[str, list] = {name: [] for name in ("train", "val1", "val2", "val3", "val4", "dropped")}
     for (new_group, new_generator, prompt), responses in sorted(by_prompt.items(), key=lambda kv: kv[0]):
         if (new_group, new_generator) == (False, False):
-            order = rng.permutation(len(responses))
-            held = [responses[i] for i in order[:val1_responses]]
-            out["train"] += _pairs(prompt, [responses[i] for i in order[val1_responses:]])
-            out["val1"] += _pairs(prompt, held)
-        else:
-            name = {(True, False): "val2", (False, True): "val3", (True, True): "val4"}[(new_group, new_generator)]
-            out[name if len(responses) >= 2 else "skipped_single_response"].append(_multi(prompt, responses))
+            out["val1" if prompt in val1_prompts else "train"] += _pairs(prompt, responses)
+            continue
+        name = MULTI_SPLITS[(new_group, new_generator)]
+        if name == "val3" and prompt in val1_prompts:
+            continue  # Val3 changes only the responses: its prompts are the training prompts
+        if len(responses) < responses_per_prompt:
+            out["dropped"].append({"split": name, "prompt": prompt, "responses": len(responses)})
+            continue
+        keep = sorted(rng.choice(len(responses), responses_per_prompt, replace=False).tolist())
+        out[name].append(_multi(prompt, [responses[i] for i in keep]))
     return out
 
 
-def scenarios(data: str, output_dir: str, group_column: str = "group", generator_column: str = "generator",
-              group_fraction: float = 0.2, generator_fraction: float = 0.2, val1_responses: int = 2,
-              seed: int = 0) -> dict[str, int]:
-    """Write ``train.jsonl`` and ``val1.jsonl``..``val4.jsonl`` into ``output_dir``; returns the row counts.
+def scenario_report(splits: dict[str, list[dict]], rows: list[dict], group_column: str, generator_column: str,
+                    responses_per_prompt: int) -> dict:
+    """Per split: rows, prompts, and how many of its prompts, groups and generators appear in ``train``; the
+    prompts dropped for having fewer than ``responses_per_prompt`` responses; the definitions."""
+    group_of = {r["prompt"]: r[group_column] for r in rows}
+    generator_of = {(r["prompt"], r["response"]): r[generator_column] for r in rows}
 
-    Args:
-        data: a local file or hub id with one row per response: prompt, response, score and the two columns below.
-        output_dir: where the five files go.
-        group_column: the prompt-group column (e.g. a domain or source dataset).
-        generator_column: the column naming the model that generated the response.
-        group_fraction: fraction of prompt groups held out (val2, val4).
-        generator_fraction: fraction of generators held out (val3, val4).
-        val1_responses: responses per in-domain prompt held out for val1.
-        seed: the seed of every choice.
-    """
-    rows = []
-    for where, row in iter_raw_rows(data):
-        missing = {"prompt", "response", "score", group_column, generator_column} - set(row if isinstance(row, dict)
-                                                                                       else {})
-        if isinstance(row, RowError) or missing:
-            raise row if isinstance(row, RowError) else RowError(where, f"missing columns {sorted(missing)}")
-        rows.append(row)
-    splits = build_scenarios(rows, group_column, generator_column, group_fraction, generator_fraction,
-                             val1_responses, seed)
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, items in splits.items():
-        if name == "skipped_single_response":
-            continue
-        (out / f"{name}.jsonl").write_text("".join(json.dumps(item) + "\n" for item in items))
-    counts = {name: len(items) for name, items in splits.items()}
-    print(json.dumps(counts))
-    return counts
+    def parts(split: str) -> tuple[set, set]:
+        texts = ("chosen", "rejected") if split in ("train", "val1") else ()
+        prompts = {item["prompt"] for item in splits[split]}
+        gens = {generator_of[(item["prompt"], text)] for item in splits[split]
+                for text in ([item[t] for t in texts] or item["responses"])}
+        return prompts, gens
+
+    train_prompts, train_gens = parts("train")
+    train_groups = {group_of[p] for p in train_prompts}
+    report = {"responses_per_prompt": responses_per_prompt, "splits": {}}
+    for split in ("train", "val1", "val2", "val3", "val4"):
+        prompts, gens = parts(split)
+        split_groups = {group_of[p] for p in prompts}
+        report["splits"][split] = {
+            "rows": len(splits[split]), "prompts": len(prompts), "prompts_seen_in_train": len(prompts & train_prompts),
+            "groups": len(split_groups), "groups_seen_in_train": len(split_groups & train_groups),
+            "generators": len(gens), "generators_seen_in_train": len(gens & train_gens),
+            "dropped_too_few_responses": sum(d["split"] == split for d in splits["dropped"])}
+    report["definitions"] = {
+        "val1": "ID: held-out prompts of the training groups, training generators (pairs; accuracy)",
+        "val2": "prompt-OOD: held-out groups, training generators",
+        "val3": "response-OOD: training prompts, held-out generators",
+        "val4": "mutual-OOD: held-out groups and held-out generators"}
+    return report

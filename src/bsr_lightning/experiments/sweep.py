@@ -18,9 +18,11 @@ import numpy as np
 from bsr_lightning.backbones.export import export_module
 from bsr_lightning.errors import require
 from bsr_lightning.evaluation.evaluate import evaluate
+from bsr_lightning.files import claim_output_dir, record_outputs
 
 SCENARIOS = {"val1": ("pairs", "accuracy"), "val2": ("multi", "kendall_tau"), "val3": ("multi", "kendall_tau"),
              "val4": ("multi", "kendall_tau")}
+OUTPUTS = ["table.csv", "table.md", "table.png", "results.json"]
 
 
 def _regularizer_path(name: str) -> str:
@@ -80,7 +82,7 @@ def write_table(rows: list[dict], output_dir: Path) -> None:
 
 
 def sweep(fit: Callable, config: str, scenario_dir: str, output_dir: str, regularizers: list[str] | None = None,
-          seeds: list[int] | None = None, overrides: list[str] | None = None) -> list[dict]:
+          seeds: list[int] | None = None, overrides: list[str] | None = None, overwrite: bool = False) -> list[dict]:
     """Train every regularizer for every seed on the scenario training pairs and tabulate the four scenarios.
 
     Args:
@@ -92,10 +94,12 @@ def sweep(fit: Callable, config: str, scenario_dir: str, output_dir: str, regula
         regularizers: class names in ``bsr_lightning.reward.regularizers`` or full import paths.
         seeds: one run per seed and regularizer.
         overrides: extra LightningCLI arguments for every run, e.g. ``["--trainer.max_steps", "100"]``.
+        overwrite: write into a folder that holds files sweep did not write (only its outputs are replaced).
     """
     require("matplotlib", "sweep (its plot)")
     regularizers = regularizers or ["NoRegularizer", "BatchSumToZero", "LogitNorm"]
-    scenario_dir, out = Path(scenario_dir), Path(output_dir)
+    scenario_dir = Path(scenario_dir)
+    out = claim_output_dir(output_dir, OUTPUTS, [], overwrite, "sweep")
     results: dict[str, dict[str, list[float]]] = {}
     for regularizer in regularizers:
         for seed in seeds or [0]:
@@ -107,4 +111,5 @@ def sweep(fit: Callable, config: str, scenario_dir: str, output_dir: str, regula
     rows = aggregate(results)
     write_table(rows, out)
     (out / "results.json").write_text(json.dumps(results, indent=2))
+    record_outputs(out, OUTPUTS, dirs=["runs"])
     return rows

@@ -1,4 +1,4 @@
-"""The policy side of RLOO's update: response log-probabilities and PPO's clipped surrogate loss.
+"""The policy side of RLOO's update: response log-probabilities and the clipped policy losses, one class each.
 
 Shapes: ``N`` rollouts, ``L`` response tokens, ``mask`` ``(N, L)`` 1 on response tokens up to and including the first
 EOS.
@@ -10,6 +10,9 @@ import torch
 from torch import Tensor
 
 from bsr_lightning.backbones.loading import position_ids_of
+from bsr_lightning.errors import check
+
+__all__ = ["PolicyLoss", "SequenceClip", "TokenClip", "masked_mean", "response_logprobs"]
 
 
 def masked_mean(values: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
@@ -20,31 +23,71 @@ def masked_mean(values: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
     return (values * mask).sum(dim) / mask.sum(dim).clamp(min=1)
 
 
-def clipped_surrogate(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, clip: float
-                      ) -> tuple[Tensor, Tensor]:
-    """PPO's clipped policy-gradient loss with per-token importance ratios (Schulman et al. 2017, arXiv 1707.06347).
-
-    ``loss = -mean_tokens(min(rho * A, clip(rho, 1 - clip, 1 + clip) * A))`` with ``rho = exp(logp - old_logp)``,
-    averaged over each sequence's response tokens, then over sequences. On the first minibatch of a rollout
-    ``rho = 1`` and the gradient is REINFORCE's ``-A * grad(mean log pi)``.
+class PolicyLoss:
+    """Base class of RLOO's policy losses: how the clipped importance ratio turns advantages into a loss.
 
     Args:
-        logp: ``(N, L)`` log-probabilities of the response tokens under the current policy (with gradient).
-        old_logp: ``(N, L)`` the same at rollout time (no gradient).
-        advantages: ``(N,)``.
-        mask: ``(N, L)``.
-        clip: the clip range epsilon, e.g. 0.2.
-
-    Returns:
-        the loss ``()`` and the fraction of response tokens whose ratio was clipped ``()``.
+        clip: the ratio clip range epsilon: ratios outside ``[1 - clip, 1 + clip]`` stop the gradient where the
+            clipped term is the smaller one (PPO's pessimistic bound).
     """
-    ratio = torch.exp(logp - old_logp)
-    adv = advantages.unsqueeze(-1)  # (N, 1)
-    unclipped, clipped = ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv
-    per_token = -torch.minimum(unclipped, clipped)
-    loss = masked_mean(per_token, mask, dim=-1).mean()
-    clip_fraction = masked_mean((clipped < unclipped).float(), mask)
-    return loss, clip_fraction.detach()
+
+    unit = "sequence"  # what train/clip_fraction counts
+
+    def __init__(self, clip: float = 0.2) -> None:
+        check(clip > 0, "model.policy_loss.init_args.clip", f"must be positive, got {clip}.")
+        self.clip = clip
+
+    def __call__(self, logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """The loss ``()`` and the fraction ``()`` of clipped units (sequences or tokens, :attr:`unit`).
+
+        Args:
+            logp: ``(N, L)`` response-token log-probabilities under the current policy (with gradient).
+            old_logp: ``(N, L)`` the same at rollout time (no gradient).
+            advantages: ``(N,)``.
+            mask: ``(N, L)``, 1 on response tokens.
+        """
+        raise NotImplementedError
+
+    def _surrogate(self, ratio: Tensor, advantages: Tensor) -> tuple[Tensor, Tensor]:
+        """``-min(rho * A, clip(rho) * A)`` elementwise, and where the clipped term won."""
+        unclipped, clipped = ratio * advantages, ratio.clamp(1 - self.clip, 1 + self.clip) * advantages
+        return -torch.minimum(unclipped, clipped), (clipped < unclipped).float()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(clip={self.clip})"
+
+
+class SequenceClip(PolicyLoss):
+    """The RLOO paper's objective: the whole response is one action (Ahmadian et al. 2024, arXiv 2402.14740, Sec. 3;
+    the sequence-level ratio of TRL's RLOOTrainer, which the paper's code runs).
+
+    ``rho_i = exp(sum_t mask_it (logp_it - old_logp_it))``, ``loss = mean_i -min(rho_i A_i, clip(rho_i) A_i)``, so
+    with ``rho = 1`` the gradient is ``-A_i * grad(sum_t log pi)`` / N: every token of a response gets the same
+    weight whatever its length, and one clip decides per response. ``train/clip_fraction`` counts sequences.
+    """
+
+    unit = "sequence"
+
+    def __call__(self, logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        log_ratio = ((logp - old_logp) * mask.to(logp.dtype)).sum(-1)  # (N,)
+        loss, clipped = self._surrogate(torch.exp(log_ratio), advantages)
+        return loss.mean(), clipped.mean().detach()
+
+
+class TokenClip(PolicyLoss):
+    """PPO/GRPO's per-token objective (Schulman et al. 2017, arXiv 1707.06347): a ratio and a clip per token,
+    averaged over each response's tokens, then over responses.
+
+    ``loss = mean_i mean_t -min(rho_it A_i, clip(rho_it) A_i)`` with ``rho_it = exp(logp_it - old_logp_it)``. With
+    ``rho = 1`` the gradient is ``-A_i * grad(mean_t log pi)`` / N, so a long response's tokens weigh less.
+    ``train/clip_fraction`` counts response tokens.
+    """
+
+    unit = "token"
+
+    def __call__(self, logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        per_token, clipped = self._surrogate(torch.exp(logp - old_logp), advantages.unsqueeze(-1))
+        return masked_mean(per_token, mask, dim=-1).mean(), masked_mean(clipped, mask).detach()
 
 
 def response_logprobs(model, input_ids: Tensor, attention_mask: Tensor, prompt_width: int, temperature: float,

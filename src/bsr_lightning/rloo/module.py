@@ -20,7 +20,7 @@ from bsr_lightning.errors import check
 from bsr_lightning.rloo.advantages import leave_one_out_advantages
 from bsr_lightning.rloo.generation import Generator, HFGenerate, Rollout
 from bsr_lightning.rloo.kl import KLPenalty, SequenceKL, sequence_kl
-from bsr_lightning.rloo.loss import clipped_surrogate, masked_mean, response_logprobs
+from bsr_lightning.rloo.loss import PolicyLoss, SequenceClip, masked_mean, response_logprobs
 from bsr_lightning.rloo.reference import DisabledAdapters, FrozenCopy, Reference
 from bsr_lightning.rloo.rewards import RewardSource, prompt_text
 from bsr_lightning.rloo.shapers import RewardShaper
@@ -46,7 +46,8 @@ class RLOOPolicy(BackboneModule):
         optimization: optimizer and schedule; AdamW, lr 1e-6, constant, gradient norm clipped to 1 when None.
         ppo_epochs: passes over each rollout batch.
         num_minibatches: optimizer steps per pass (the ``N`` rollouts are split evenly).
-        clip_range: PPO's ratio clip epsilon.
+        policy_loss: how ratios and advantages make the loss: ``SequenceClip`` (the RLOO paper's, one ratio and clip
+            per response; the default) or ``TokenClip`` (PPO/GRPO's per-token mean), each with its ``clip``.
         samples_every_n_steps: append sample completions to ``<log_dir>/samples.jsonl`` this often (0: never).
         num_samples: completions written each time.
         on_nonfinite: NaN/inf scores, advantages, loss or gradients: ``error`` stops naming the step and rows,
@@ -59,20 +60,20 @@ class RLOOPolicy(BackboneModule):
                  sampling: Sampling | None = None, generation: Generator | None = None, kl: KLPenalty | None = None,
                  reward_shapers: list[RewardShaper] | None = None, reference: Reference | None = None,
                  optimization: Optimization | None = None, ppo_epochs: int = 1, num_minibatches: int = 1,
-                 clip_range: float = 0.2, samples_every_n_steps: int = 50, num_samples: int = 4,
+                 policy_loss: PolicyLoss | None = None, samples_every_n_steps: int = 50, num_samples: int = 4,
                  on_nonfinite: OnNonFinite = "error") -> None:
         super().__init__(backbone, optimization)
         check(ppo_epochs >= 1, "model.ppo_epochs", f"must be at least 1, got {ppo_epochs}.")
         check(num_minibatches >= 1, "model.num_minibatches", f"must be at least 1, got {num_minibatches}.")
-        check(clip_range > 0, "model.clip_range", f"must be positive, got {clip_range}.")
         self.reward, self.gold_reward = reward, gold_reward
         self.sampling = sampling if sampling is not None else Sampling()
         self.generation = generation if generation is not None else HFGenerate()
         self.kl = kl if kl is not None else SequenceKL()
+        self.policy_loss = policy_loss if policy_loss is not None else SequenceClip()
         self.reward_shapers = list(reward_shapers or [])
         self.reference = reference if reference is not None else (DisabledAdapters() if backbone.lora else
                                                                   FrozenCopy())
-        self.store_hparams(sampling=self.sampling, generation=self.generation, kl=self.kl,
+        self.store_hparams(sampling=self.sampling, generation=self.generation, kl=self.kl, policy_loss=self.policy_loss,
                            reward_shapers=self.reward_shapers, reference=self.reference)
         self.automatic_optimization = False
         model = load_causal_lm(backbone, self.tokenizer)
@@ -157,8 +158,7 @@ class RLOOPolicy(BackboneModule):
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
         logp, _ = self._logprobs(self.backbone, rollout, index)
         mask = rollout.response_mask[index]
-        loss, clip_fraction = clipped_surrogate(logp, stats["old_logp"][index], stats["advantage"][index], mask,
-                                                self.hparams.clip_range)
+        loss, clip_fraction = self.policy_loss(logp, stats["old_logp"][index], stats["advantage"][index], mask)
         loss = loss + self.kl.loss_penalty(logp, stats["ref_logp"][index], mask)
         optimizer.zero_grad()
         if not self.guard.ok(self.global_step, None, self._trainer, loss=loss):
