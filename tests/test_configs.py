@@ -54,3 +54,24 @@ def test_config_strategy_builds(path: Path):
     assert isinstance(policy, ModuleWrapPolicy) and policy._module_classes == {LlamaDecoderLayer}
     assert strategy._activation_checkpointing_kwargs  # activation checkpointing on the same class
     assert strategy._state_dict_type == "sharded"
+
+
+PAPER_RECIPES = [p for p in CONFIGS if "LinkedIn-XFACT/RM-Robustness" in p.read_text()]
+
+
+@pytest.mark.parametrize("path", PAPER_RECIPES, ids=lambda p: p.name)
+def test_paper_recipes_use_the_papers_batches_loss_and_list_their_differences(path: Path):
+    """A config that names the paper's recipe draws random batches (its code's Trainer default), uses RLOO's
+    sequence-level loss, and lists its differences from the authors' run in the header."""
+    config = yaml.safe_load(path.read_text())
+    header = "\n".join(line for line in path.read_text().splitlines() if line.startswith("#"))
+    assert "Differences from the authors' run" in header
+    if config["model"]["class_path"] == "bsr_lightning.RewardModel":
+        assert config["data"]["init_args"].get("group_by_length", False) is False
+        for topic in ("precision", "validation", "head init", "template"):
+            assert topic in header.lower(), topic
+    else:
+        assert config["model"]["init_args"]["policy_loss"]["class_path"] == "bsr_lightning.rloo.loss.SequenceClip"
+        for topic in ("precision", "prompts per device", "512", "asynchronous"):
+            assert topic in header.lower(), topic
+    assert len(PAPER_RECIPES) >= 2

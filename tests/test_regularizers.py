@@ -109,3 +109,17 @@ def test_bsr_warns_once_on_micro_batches_of_fewer_than_four_pairs():
         warnings.simplefilter("error")
         bsr.penalty(pair([3.0], [1.0]))  # once only
         BatchSumToZero().penalty(pair([1.0] * 4, [0.0] * 4))  # 4 pairs: no warning
+
+
+def test_bsr_on_length_grouped_batches_warns_once_and_random_batches_do_not(tiny_llama, synthetic_jsonl, tmp_path):
+    from bsr_lightning.cli import cli_main
+    from test_cli import fit_args
+
+    bsr = ["--model.regularizer", "bsr_lightning.reward.regularizers.BatchSumToZero"]
+    with pytest.warns(UserWarning, match=r"BatchSumToZero penalizes a statistic of each batch.*group_by_length false"):
+        cli_main(fit_args(tiny_llama, synthetic_jsonl, tmp_path / "grouped", *bsr, "--data.group_by_length", "true"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli_main(fit_args(tiny_llama, synthetic_jsonl, tmp_path / "random", *bsr))
+        cli_main(fit_args(tiny_llama, synthetic_jsonl, tmp_path / "bt", "--data.group_by_length", "true"))
+    assert not [w for w in caught if "statistic of each batch" in str(w.message)]

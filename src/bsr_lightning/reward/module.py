@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 
 import torch
 from torch import Tensor
@@ -23,6 +24,12 @@ from bsr_lightning.reward.losses import BradleyTerry, PairwiseLoss
 from bsr_lightning.reward.metrics import RewardMetrics, batch_summary
 from bsr_lightning.reward.regularizers import NoRegularizer, PairOutputs, Regularizer
 from bsr_lightning.training.guards import NonFiniteGuard, OnNonFinite
+
+GROUPED_BATCHES_WARNING = (
+    "{name} penalizes a statistic of each batch, and data.group_by_length puts pairs of similar length together: "
+    "a reward offset that depends on length is then shared by the whole batch and penalized about B times harder "
+    "than in the random batches of the paper's code, so this is not the paper's estimator. Set "
+    "data.group_by_length false (bucketing inside a batch, packing and the forward modes do not change batches).")
 
 
 class RewardModel(BackboneModule):
@@ -217,6 +224,14 @@ class RewardModel(BackboneModule):
             return
         if not self.guard.grads_ok(self.global_step, optimizer, self.trainer):
             self.log("train/skipped_batches", float(self.guard.skipped), reduce_fx="max")
+
+    def on_fit_start(self) -> None:
+        """Warn once when a batch-statistic regularizer (BSR) trains on length-grouped batches."""
+        datamodule = getattr(self._trainer, "datamodule", None)
+        grouped = bool(getattr(datamodule, "hparams", {}).get("group_by_length", False))
+        if grouped and self.regularizer.batch_statistic and self.trainer.is_global_zero:
+            warnings.warn(GROUPED_BATCHES_WARNING.format(name=type(self.regularizer).__name__), UserWarning,
+                          stacklevel=1)
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")

@@ -17,7 +17,7 @@ import functools
 import inspect
 import warnings
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.distributed as dist
@@ -82,7 +82,15 @@ def _required_positional(fn) -> int:
 
 
 class Regularizer:
-    """Base class: plain Bradley-Terry margin, no penalty."""
+    """Base class: plain Bradley-Terry margin, no penalty.
+
+    Attributes:
+        batch_statistic: True when the penalty is a statistic of the whole batch (a batch mean, a batch variance),
+            so which pairs share a batch changes what it penalizes; the reward model then warns once when batches
+            are grouped by length.
+    """
+
+    batch_statistic: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -131,6 +139,7 @@ class BatchSumToZero(Regularizer):
     """
 
     MIN_PAIRS = 4  # below this, the "batch" mean is too few rewards to centre a batch: warn once
+    batch_statistic = True
 
     def __init__(self, weight: float = 1e-3, scope: Literal["device", "global"] = "device") -> None:
         check(scope in ("device", "global"), "model.regularizer.init_args.scope",
@@ -204,6 +213,8 @@ class HiddenNormVariance(Regularizer):
     Args:
         weight: the coefficient.
     """
+
+    batch_statistic = True
 
     def __init__(self, weight: float = 1e-3) -> None:
         check_weight(weight)
