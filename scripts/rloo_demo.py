@@ -16,6 +16,7 @@ import argparse
 import csv
 import json
 import os
+import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -100,7 +101,19 @@ def plot(results: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def summarize(results: dict, out: Path) -> None:
+def machine() -> dict:
+    """When and where the figures were measured: the date, the CPU model and the command."""
+    import datetime
+    import platform
+    import sys
+
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    return {"date": datetime.date.today().isoformat(), "cpu": cpu, "cores": os.cpu_count(),
+            "command": "python " + " ".join(sys.argv)}
+
+
+def summarize(results: dict, out: Path, seconds: float) -> None:
     lines = ["# RLOO demo: BT vs BSR reward model", "",
              "Held-out prompts (`val` of configs/rloo/synthetic_tiny.yaml: 16 prompts x k=4 samples), before and "
              "after RLOO. Proxy rewards of the two reward models are on different scales; compare gold.", "",
@@ -113,6 +126,7 @@ def summarize(results: dict, out: Path) -> None:
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     summary = {name: {k: results[name][k] for k in ("start", "end", "reward_model_val_accuracy")}
                for name in ("bt", "bsr")}
+    summary["run"] = {**machine(), "wall_seconds": round(seconds, 1)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print("\n".join(lines))
 
@@ -129,10 +143,11 @@ def main() -> None:
                  "1"] if args.quick else []
     # the end point is the fit's last validation: --rloo_steps must be a multiple of val_check_interval (25)
     rloo_overrides = ["--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1"] if args.quick else []
+    started = time.perf_counter()
     results = train(out, 4 if args.quick else args.rloo_steps, overrides, rloo_overrides)
     (out / "curves.json").write_text(json.dumps({k: v["curve"] for k, v in results.items()}) + "\n")
     plot(results, out / "overoptimization.png")
-    summarize(results, out)
+    summarize(results, out, time.perf_counter() - started)
     print(f"Wrote {out / 'overoptimization.png'}, {out / 'summary.md'} and {out / 'summary.json'}")
 
 

@@ -179,4 +179,5 @@ def test_rloo_demo_quick_writes_summary(tmp_path):
         for when in ("start", "end"):
             assert set(summary[name][when]) == {"proxy_reward", "gold_reward", "kl", "response_length"}
         assert summary[name]["start"]["kl"] == 0.0
+    assert summary["run"]["cpu"] and summary["run"]["date"]
     assert (tmp_path / "overoptimization.png").stat().st_size > 10_000

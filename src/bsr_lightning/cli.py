@@ -26,7 +26,7 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from bsr_lightning.errors import TRACEBACK_ENV, PathNotFound, UserError
+from bsr_lightning.errors import TRACEBACK_ENV, ConfigError, PathNotFound, UserError
 from bsr_lightning.evaluation.diagnostics import diagnose
 from bsr_lightning.evaluation.evaluate import evaluate
 from bsr_lightning.experiments.scenarios_command import scenarios
@@ -58,6 +58,11 @@ class BSRLightningCLI(LightningCLI):
             run=run,
         )
 
+    def _parse_ckpt_path(self) -> None:
+        """Resuming (``--ckpt_path``) builds the model from this run's config and command line, never from the
+        checkpoint's saved hyper-parameters as Lightning would: they could name classes to import or turn on remote
+        code. :meth:`before_fit` then stops if the two differ."""
+
     def add_arguments_to_parser(self, parser) -> None:
         """Resume checkpoints with ``torch.load(weights_only=True)``: no pickled code runs (``--weights_only false``
         for checkpoints from other tools)."""
@@ -71,6 +76,7 @@ class BSRLightningCLI(LightningCLI):
             check_writable(path, what)
         self._record_run()
         kwargs = self.config_init[self.subcommand]
+        self._check_resume_hparams(kwargs.get("ckpt_path"))
         if kwargs.get("ckpt_path") not in ("last", RESUME_IF_PRESENT):
             return
         found = last_checkpoints(self.trainer)
@@ -83,6 +89,22 @@ class BSRLightningCLI(LightningCLI):
                                "ModelCheckpoint with `dirpath` and `save_last: true` in the config that wrote it. "
                                f"Start without --ckpt_path, or pass --ckpt_path {RESUME_IF_PRESENT} to resume only "
                                "when a checkpoint exists.")
+
+    def _check_resume_hparams(self, ckpt_path: str | None) -> None:
+        """Stop with one message naming the keys when this run's model differs from the checkpoint it resumes: a
+        resumed run continues that training (its optimizer and schedule state come from the checkpoint), so a changed
+        lr or regularizer weight would be silently overruled."""
+        if ckpt_path in ("last", RESUME_IF_PRESENT):
+            found = last_checkpoints(self.trainer)
+            ckpt_path = max(found, key=os.path.getmtime) if found else None
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return
+        changed = changed_hparams(ckpt_path, dict(self.model.hparams))
+        if changed:
+            raise ConfigError(f"--ckpt_path {ckpt_path}: this run's model differs from the checkpoint's in "
+                              f"{'; '.join(changed)}. Resuming continues the checkpoint's training as it was, with "
+                              "its optimizer and schedule state: drop those changes to resume, or start a new run "
+                              "from its weights (export it, then fit with backbone.name set to the export).")
 
     def _record_run(self) -> None:
         """The command, the resolved config and the data paths, for the model card of the run's exports."""
@@ -131,6 +153,30 @@ class BSRLightningCLI(LightningCLI):
             loggers.append(Namespace(class_path="lightning.pytorch.loggers.TensorBoardLogger",
                                      init_args=Namespace(save_dir=root, version=version)))
         config.logger = loggers
+
+
+def _flat(value, prefix: str = "") -> dict:
+    """``{"a.b.c": leaf}`` of nested dicts."""
+    if not isinstance(value, dict):
+        return {prefix.rstrip("."): value}
+    out = {}
+    for key, item in value.items():
+        out.update(_flat(item, f"{prefix}{key}."))
+    return out
+
+
+def changed_hparams(ckpt_path: str, hparams: dict) -> list[str]:
+    """``key: saved -> now`` for every model hyper-parameter (as plain data) that differs from the one saved in
+    ``ckpt_path``; the checkpoint is read as plain data only (``weights_only``, memory-mapped)."""
+    saved = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True).get("hyper_parameters", {})
+    old = _flat({k: v for k, v in saved.items() if not k.startswith("_")})
+    new = _flat({k: v for k, v in hparams.items() if not k.startswith("_")})
+    return [f"{key}: {old[key]!r} -> {new[key]!r}" for key in sorted(old.keys() & new.keys())
+            if _plain_value(old[key]) != _plain_value(new[key])]
+
+
+def _plain_value(value):
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _function_command(function, args: list[str], skip: set[str] | None = None) -> Namespace:

@@ -17,7 +17,7 @@ from transformers import (
 
 from bsr_lightning.args import Backbone
 from bsr_lightning.backbones.adapters import bnb_config
-from bsr_lightning.backbones.names import resolve_model_path
+from bsr_lightning.backbones.names import refuse_remote_code, resolve_model_path
 
 log = logging.getLogger(__name__)
 HEAD_NAMES = ("score", "classifier")  # decoder-style (last-token pooled) first, then encoder-style
@@ -109,6 +109,7 @@ def eos_token_ids(model: PreTrainedModel, tokenizer) -> list[int]:
 
 def _load(auto_cls, backbone: Backbone, tokenizer, keep: list[str], **config_kwargs) -> PreTrainedModel:
     path = resolve_model_path(backbone.name)
+    refuse_remote_code(path, backbone.trust_remote_code, backbone.name)
     config = AutoConfig.from_pretrained(path, trust_remote_code=backbone.trust_remote_code, **config_kwargs)
     if not backbone.dropout:
         disable_dropout(config)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from transformers import AutoTokenizer
 
-from bsr_lightning.backbones.names import resolve_model_path
+from bsr_lightning.backbones.names import refuse_remote_code, resolve_model_path
 from bsr_lightning.backbones.templates import PLAIN_CHAT_TEMPLATE, resolve_template
 from bsr_lightning.errors import PathNotFound
 
@@ -24,8 +24,10 @@ def load_tokenizer(name_or_path: str, chat_template: str | None = None, trust_re
             the path of a template file (:func:`~bsr_lightning.backbones.templates.resolve_template`).
         trust_remote_code: allow tokenizer code from the hub.
     """
+    path = resolve_model_path(name_or_path)
+    refuse_remote_code(path, trust_remote_code, name_or_path)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name_or_path), trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except PathNotFound:
         raise
     except OSError as err:  # transformers' "not a local folder and not a valid model identifier", network errors

@@ -104,7 +104,7 @@ def evaluate(model: str, data: str, output_dir: str,
              batch_size: int = 16, max_length: int | None = None,
              overlong: Literal["drop", "truncate_left", "truncate_right"] = "truncate_left",
              device: str = "cpu", chunk_rows: int = 2048, bad_rows: Literal["error", "skip"] = "error",
-             dtype: DType | None = None, overwrite: bool = False) -> dict:
+             dtype: DType | None = None, overwrite: bool = False, allow_modules: list[str] | None = None) -> dict:
     """Evaluate a reward model on one dataset; writes ``metrics.json``, ``scores.jsonl`` and ``report.md``.
 
     Args:
@@ -124,6 +124,8 @@ def evaluate(model: str, data: str, output_dir: str,
         dtype: cast the weights to ``bfloat16``, ``float16`` or ``float32``; None keeps the model's.
         overwrite: write into a folder that holds files evaluate did not write (only its three outputs are
             replaced); an input file is never written over.
+        allow_modules: modules of yours that a ``.ckpt`` model may name (a custom regularizer); only bsr_lightning's
+            classes are imported from a checkpoint otherwise.
     """
     check(batch_size >= 1, "batch_size", f"must be at least 1, got {batch_size}.")
     check(chunk_rows >= 1, "chunk_rows", f"must be at least 1, got {chunk_rows}.")
@@ -131,7 +133,7 @@ def evaluate(model: str, data: str, output_dir: str,
     out = claim_output_dir(output_dir, OUTPUTS, [*(local_files(data) or []), model], overwrite, "evaluate")
     evaluator = EVALUATORS[format](data)
     split = split or evaluator.default_split
-    module = load_reward_model(model, dtype).to(device)
+    module = load_reward_model(model, dtype, allow_modules).to(device)
     max_length = fitting_max_length(module, max_length, evaluator.default_max_length)
     scorer = ConversationScorer(module, batch_size, max_length, overlong, progress=False)
     partial = out / ".scores.jsonl.partial"  # renamed into place only when every row is scored

@@ -17,11 +17,12 @@ from bsr_lightning.reward.module import RewardModel
 from bsr_lightning.training.checkpoints import load_module_from_checkpoint
 
 
-def load_reward_model(model: str, dtype: DType | None = None) -> RewardModel:
+def load_reward_model(model: str, dtype: DType | None = None, allow_modules: list[str] | None = None) -> RewardModel:
     """A :class:`~bsr_lightning.RewardModel` in eval mode from an exported Hugging Face directory (or hub id) or a
-    Lightning ``.ckpt``; ``dtype`` (``bfloat16``, ``float16``, ``float32``) casts its weights, None keeps them."""
+    Lightning ``.ckpt``; ``dtype`` (``bfloat16``, ``float16``, ``float32``) casts its weights, None keeps them.
+    ``allow_modules``: modules of the user's that a checkpoint may name (else only bsr_lightning's classes)."""
     if model.endswith(".ckpt"):
-        module = load_module_from_checkpoint(model)
+        module = load_module_from_checkpoint(model, allow_modules=allow_modules)
         if not isinstance(module, RewardModel):
             raise ValueError(f"{model} holds a {type(module).__name__}, not a RewardModel.")
         return module.to(getattr(torch, dtype)) if dtype else module

@@ -19,7 +19,7 @@ from bsr_lightning.backbones.export import export_module
 from bsr_lightning.backbones.hub import check_push
 from bsr_lightning.backbones.hub import push_to_hub as upload
 from bsr_lightning.base import BackboneModule
-from bsr_lightning.class_paths import import_subclass
+from bsr_lightning.class_paths import check_file_class_paths, import_subclass
 from bsr_lightning.errors import PathNotFound
 from bsr_lightning.files import check_export_dir
 
@@ -52,10 +52,18 @@ def build_from_hparams(cls: type[BackboneModule], hparams: dict, where: str = "c
     return parser.instantiate_classes(config).module
 
 
-def load_module_from_checkpoint(ckpt_path: str, weights_only: bool = True) -> BackboneModule:
-    """Rebuild the LightningModule stored in ``ckpt_path`` with its weights, on CPU, in eval mode."""
+def load_module_from_checkpoint(ckpt_path: str, weights_only: bool = True, trust_remote_code: bool = False,
+                               allow_modules: list[str] | None = None) -> BackboneModule:
+    """Rebuild the LightningModule stored in ``ckpt_path`` with its weights, on CPU, in eval mode.
+
+    The checkpoint never decides what code runs: class paths outside this package are refused before any import
+    unless their module is in ``allow_modules``, and the backbone's ``trust_remote_code`` is this call's, whatever
+    the checkpoint says."""
     checkpoint = read_checkpoint(ckpt_path, weights_only)
     hparams = dict(checkpoint["hyper_parameters"])
+    check_file_class_paths(hparams, f"{ckpt_path}: hyper_parameters", allow_modules or [])
+    if isinstance(hparams.get("backbone"), dict):
+        hparams["backbone"] = {**hparams["backbone"], "trust_remote_code": trust_remote_code}
     class_path = hparams.pop("_class_path", None) or "bsr_lightning.RewardModel"
     cls = import_subclass(class_path, BackboneModule, f"{ckpt_path}: hyper_parameters._class_path")
     module = build_from_hparams(cls, hparams, ckpt_path)
@@ -65,7 +73,8 @@ def load_module_from_checkpoint(ckpt_path: str, weights_only: bool = True) -> Ba
 
 
 def export(ckpt_path: str, output_dir: str, overwrite: bool = False, weights_only: bool = True,
-           push_to_hub: str | None = None, private: bool = False, license: str | None = None) -> Path:
+           push_to_hub: str | None = None, private: bool = False, license: str | None = None,
+           trust_remote_code: bool = False, allow_modules: list[str] | None = None) -> Path:
     """Export the model in a Lightning checkpoint to a Hugging Face directory, with a model card (``README.md``) and
     the resolved training config; optionally upload it to the hub.
 
@@ -78,11 +87,14 @@ def export(ckpt_path: str, output_dir: str, overwrite: bool = False, weights_onl
             from ``HF_TOKEN`` or ``hf auth login`` and is never printed.
         private: create the hub repo private.
         license: the license for the model card (an SPDX id such as ``apache-2.0``), when known.
+        trust_remote_code: run the backbone's own model code (``auto_map``); never taken from the checkpoint.
+        allow_modules: modules of yours the checkpoint may name (a custom regularizer, a reward function); classes
+            outside bsr_lightning are refused otherwise, before any import.
     """
     check_export_dir(output_dir, overwrite)  # before the (slow) checkpoint load; the save checks again
     if push_to_hub:
         check_push(push_to_hub)
-    module = load_module_from_checkpoint(ckpt_path, weights_only)
+    module = load_module_from_checkpoint(ckpt_path, weights_only, trust_remote_code, allow_modules)
     path = export_module(module, output_dir, overwrite, module.run_record.get("metrics"), license,
                          location=push_to_hub)
     print(f"Exported {ckpt_path} to {path}")
