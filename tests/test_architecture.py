@@ -135,7 +135,7 @@ def test_data_receives_a_tokenizer_and_never_reaches_model_code(module):
     assert set(direct) <= {"bsr_lightning.backbones.tokenizers"}, direct
 
 
-LEAVES = ["bsr_lightning.errors", "bsr_lightning.class_paths", "bsr_lightning.synthetic_task"]
+LEAVES = ["bsr_lightning.errors", "bsr_lightning.synthetic_task"]
 
 
 @pytest.mark.parametrize("module", LEAVES)
@@ -143,9 +143,13 @@ def test_leaves_import_nothing_from_the_package(module):
     assert GRAPH[module] == set()
 
 
-@pytest.mark.parametrize("module", ["bsr_lightning.args", "bsr_lightning.files"])
+@pytest.mark.parametrize("module", ["bsr_lightning.files", "bsr_lightning.class_paths", "bsr_lightning.chat_templates"])
 def test_near_leaves_import_only_the_errors(module):
     assert GRAPH[module] <= {"bsr_lightning.errors"}
+
+
+def test_args_import_only_the_errors_and_the_template_texts():
+    assert GRAPH["bsr_lightning.args"] <= {"bsr_lightning.errors", "bsr_lightning.chat_templates"}
 
 
 @pytest.mark.parametrize("module", sorted(m for m in GRAPH if in_area(m, "backbones")))

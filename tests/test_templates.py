@@ -5,8 +5,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from bsr_lightning.args import Backbone
-from bsr_lightning.backbones.templates import ZEPHYR_CHAT_TEMPLATE, resolve_template
 from bsr_lightning.backbones.tokenizers import chat_text, load_tokenizer, template_writes_specials
+from bsr_lightning.chat_templates import ZEPHYR_CHAT_TEMPLATE, resolve_template
 from bsr_lightning.cli import cli_main
 from bsr_lightning.data.chat import render_ids
 from bsr_lightning.errors import ConfigError

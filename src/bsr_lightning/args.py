@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from bsr_lightning.backbones.templates import resolve_template
+from bsr_lightning.chat_templates import resolve_template
 from bsr_lightning.errors import ConfigError, check
 
 Quantization = Literal["nf4", "int8"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from transformers import AutoTokenizer
 
 from bsr_lightning.backbones.names import refuse_remote_code, resolve_model_path
-from bsr_lightning.backbones.templates import PLAIN_CHAT_TEMPLATE, resolve_template
+from bsr_lightning.chat_templates import PLAIN_CHAT_TEMPLATE, resolve_template
 from bsr_lightning.errors import PathNotFound
 
 PAD_TOKEN = "<|pad|>"
@@ -21,7 +21,7 @@ def load_tokenizer(name_or_path: str, chat_template: str | None = None, trust_re
     Args:
         name_or_path: hub id, local directory, ``pkg:MODULE`` or ``tiny:NAME``.
         chat_template: a chat template replacing the tokenizer's: inline Jinja, a name (``zephyr``, ``plain``) or
-            the path of a template file (:func:`~bsr_lightning.backbones.templates.resolve_template`).
+            the path of a template file (:func:`~bsr_lightning.chat_templates.resolve_template`).
         trust_remote_code: allow tokenizer code from the hub.
     """
     path = resolve_model_path(name_or_path)

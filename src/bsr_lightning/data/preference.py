@@ -9,8 +9,8 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader
 
-from bsr_lightning.backbones.templates import resolve_template
 from bsr_lightning.backbones.tokenizers import load_tokenizer
+from bsr_lightning.chat_templates import resolve_template
 from bsr_lightning.data.collate import LengthGroupedSampler, PairCollator, PairDataset
 from bsr_lightning.data.encoding import Overlong, PairEncoder
 from bsr_lightning.data.formats import PreferencePair, RowError, row_to_pair
