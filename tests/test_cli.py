@@ -124,7 +124,9 @@ def test_a_users_hidden_state_regularizer_trains_from_the_cli(tiny_llama, synthe
     metrics = list(csv.DictReader(open(next(tmp_path.rglob("metrics.csv")))))
     penalties = [float(r["train/penalty_step"]) for r in metrics if r.get("train/penalty_step")]
     assert len(penalties) == 3 and all(p > 0 for p in penalties)
-    module = load_module_from_checkpoint(str(checkpoint_of(tmp_path)))
+    with pytest.raises(ValueError, match=r"user_regularizers.HiddenNormPenalty.*--allow_modules"):
+        load_module_from_checkpoint(str(checkpoint_of(tmp_path)))  # a checkpoint never decides what is imported
+    module = load_module_from_checkpoint(str(checkpoint_of(tmp_path)), allow_modules=["user_regularizers"])
     assert type(module.regularizer).__name__ == "HiddenNormPenalty" and module.regularizer.weight == 0.01
 
 
@@ -140,3 +142,20 @@ def test_a_checkpoint_cannot_name_arbitrary_classes(tiny_llama, synthetic_jsonl,
         with pytest.raises(ValueError, match="subprocess.Popen|Popen"):
             load_module_from_checkpoint(str(evil))
     assert not marker.exists()
+
+
+def test_one_help_lists_every_subcommand_and_each_has_its_own(tmp_path):
+    def run(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "bsr_lightning", *args], capture_output=True, text=True,
+                              timeout=300, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    top = run("--help")
+    for command in ("fit", "validate", "export", "evaluate", "diagnose", "scenarios", "sweep", "plan", "serve"):
+        assert f"\n  {command} " in top, command
+    plan = run("plan", "--help")
+    assert plan.startswith("usage: python -m bsr_lightning plan --config") and "--json" in plan
+    assert "Trainer" not in plan.split("\n")[0]
+    export = run("export", "--help")
+    assert "optionally upload it to the hub." in " ".join(export.split())  # the whole first paragraph

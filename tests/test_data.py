@@ -151,3 +151,18 @@ def test_length_grouped_sampler_is_a_permutation_with_similar_lengths():
     assert spread < np.mean([np.ptp(lengths[i:i + 4]) for i in range(0, 100, 4)])
     sampler.set_epoch(1)
     assert list(sampler) != order
+
+
+@pytest.mark.parametrize("overlong", ["truncate_left", "truncate_right", "drop"])
+def test_huge_messages_are_cut_before_tokenizing_without_changing_the_kept_tokens(tiny_llama, overlong):
+
+    tok = load_tokenizer(tiny_llama)
+    encoder = PairEncoder(tok, 16, overlong)
+    conversation = [{"role": "user", "content": "start " + "the quick brown fox " * 5000},
+                    {"role": "assistant", "content": "jumps over " * 20000 + "the lazy dog"}]
+    capped = encoder.cap_characters(conversation)
+    assert max(len(m["content"]) for m in capped) == encoder.char_cap < 50_000
+    got, counts = encoder.encode_sequences([conversation], "huge")
+    full = encoder._tokenize([conversation])[0]  # the whole text, tokenized as before the cap
+    expected = None if overlong == "drop" else encoder._truncate(full)
+    assert got == [expected] and counts["capped_before_tokenizing"] == 1 and counts["overlong"] == 1

@@ -67,3 +67,35 @@ def test_a_bad_repo_id_stops_before_the_export(checkpoint, tmp_path):
     done = run_export(checkpoint, str(tmp_path / "export"), "http://127.0.0.1:9", "--push_to_hub", "not/a/repo/id")
     assert done.returncode == 2 and "not a hub repo id" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "export").exists()
+
+
+def test_a_hub_that_never_answers_or_refuses_is_one_message_in_bounded_time(checkpoint, tmp_path, monkeypatch):
+    import socket
+    import time
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts connections (the backlog) and never answers
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    refused_port = closed.getsockname()[1]
+    closed.close()  # nothing listens: connections are refused
+    monkeypatch.setenv("BSR_LIGHTNING_HUB_TIMEOUT", "1")
+    for name, url in (("silent", f"http://127.0.0.1:{silent.getsockname()[1]}"),
+                      ("refused", f"http://127.0.0.1:{refused_port}")):
+        started = time.monotonic()
+        done = run_export(checkpoint, str(tmp_path / name), url, "--push_to_hub", "me/rm")
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+        assert "no answer from the hub after 3 attempts" in done.stderr and (tmp_path / name / "README.md").is_file()
+        assert time.monotonic() - started < 120  # it waited 320 s and more before
+    silent.close()
+
+
+def test_the_hub_compat_client_keeps_the_default_hooks_and_adds_timeouts():
+    from huggingface_hub.utils import _http
+
+    from bsr_lightning.backbones.hub_compat import bounded_client_factory
+
+    client, default = bounded_client_factory(connect=3, read=7)(), _http.default_client_factory()
+    assert (client.timeout.connect, client.timeout.read) == (3, 7) and default.timeout.read is None
+    assert client.event_hooks == default.event_hooks and client.follow_redirects == default.follow_redirects

@@ -161,7 +161,7 @@ def test_a_failed_evaluate_leaves_the_previous_outputs_intact(tiny_llama, tmp_pa
     with pytest.raises(RowError, match=r"bad.jsonl:5: malformed JSON"):
         cli_main(["evaluate", "--model", model, "--data", bad, "--output_dir", str(out), "--chunk_rows", "2"])
     assert {name: (out / name).read_text() for name in before} == before
-    assert sorted(os.listdir(out)) == ["metrics.json", "report.md", "scores.jsonl"]
+    assert sorted(os.listdir(out)) == [".bsr_lightning_outputs.json", "metrics.json", "report.md", "scores.jsonl"]
 
 
 def test_evaluate_with_the_wrong_format_names_the_expected_columns(tiny_llama, tmp_path):

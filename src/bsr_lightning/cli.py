@@ -33,7 +33,7 @@ from bsr_lightning.experiments.scenarios_command import scenarios
 from bsr_lightning.experiments.sweep import sweep
 from bsr_lightning.plan import format_plan, memory_plan
 from bsr_lightning.serving.server import serve
-from bsr_lightning.training.checkpoints import export
+from bsr_lightning.training.checkpoints import export, read_checkpoint
 from bsr_lightning.training.loggers import complete, expand_shortcuts, run_name
 from bsr_lightning.training.paths import RESUME_IF_PRESENT, check_writable, last_checkpoints, output_paths
 
@@ -168,7 +168,7 @@ def _flat(value, prefix: str = "") -> dict:
 def changed_hparams(ckpt_path: str, hparams: dict) -> list[str]:
     """``key: saved -> now`` for every model hyper-parameter (as plain data) that differs from the one saved in
     ``ckpt_path``; the checkpoint is read as plain data only (``weights_only``, memory-mapped)."""
-    saved = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True).get("hyper_parameters", {})
+    saved = read_checkpoint(ckpt_path)["hyper_parameters"]
     old = _flat({k: v for k, v in saved.items() if not k.startswith("_")})
     new = _flat({k: v for k, v in hparams.items() if not k.startswith("_")})
     return [f"{key}: {old[key]!r} -> {new[key]!r}" for key in sorted(old.keys() & new.keys())
@@ -181,8 +181,7 @@ def _plain_value(value):
 
 def _function_command(function, args: list[str], skip: set[str] | None = None) -> Namespace:
     """Parse ``args`` against ``function``'s typed signature (its docstring gives ``--help``)."""
-    parser = ArgumentParser(prog=f"python -m bsr_lightning {function.__name__}",
-                            description=(function.__doc__ or "").splitlines()[0])
+    parser = ArgumentParser(prog=f"python -m bsr_lightning {function.__name__}", description=summary_of(function))
     parser.add_function_arguments(function, skip=skip)
     return parser.parse_args(args)
 
@@ -202,9 +201,28 @@ def sweep_command(args: list[str]) -> list[dict]:
     return rows
 
 
+PLAN_HELP = """usage: python -m bsr_lightning plan --config CONFIG [FIT OVERRIDES ...] [--json]
+
+Parameter counts and the expected memory per device of a `fit` config, before launching: the config is parsed as
+`fit` parses it, the backbone is built on the meta device (no weights are read), and weights, gradients, optimizer
+states, activations (and for RLOO the KV cache, reference and reward model) are estimated for the strategy, dtype
+and quantization chosen.
+
+options:
+  --config CONFIG   the fit config (as for `fit`; several allowed)
+  --json            print the plan as one JSON object
+  FIT OVERRIDES     any `fit` option, e.g. --data.batch_size 32 --trainer.devices 4
+                    (`python -m bsr_lightning fit --help` lists them)
+
+Offline, the backbone's config.json and tokenizer are read from a local folder (or the hub cache)."""
+
+
 def plan_command(args: list[str]) -> dict:
     """``plan --config X [overrides] [--json]``: parameter counts and memory per device, parsed as ``fit`` parses
     but with nothing instantiated (no weights are loaded)."""
+    if "-h" in args or "--help" in args:
+        print(PLAN_HELP)
+        return {}
     as_json = "--json" in args
     args = [a for a in args if a != "--json"]
 
@@ -220,12 +238,40 @@ def plan_command(args: list[str]) -> dict:
     return plan
 
 
+def summary_of(function) -> str:
+    """The first paragraph of ``function``'s docstring, joined into one line (never cut mid-sentence)."""
+    paragraph = (function.__doc__ or "").strip().split("\n\n")[0]
+    return " ".join(line.strip() for line in paragraph.splitlines())
+
+
+LIGHTNING_COMMANDS = {"fit": "train a model from a config (LightningCLI): reward model, SFT or RLOO policy",
+                      "validate": "run the validation loop of a config or checkpoint",
+                      "test": "run the test loop", "predict": "run the predict loop"}
+
+
+def print_help() -> None:
+    """``python -m bsr_lightning --help``: every subcommand with a one-line summary."""
+    def first_sentence(fn) -> str:
+        return summary_of(fn).replace("``", "").split("; ")[0].split(". ")[0].rstrip(".")
+
+    summaries = {**LIGHTNING_COMMANDS, **{name: first_sentence(fn) for name, fn in COMMAND_FUNCTIONS.items()}}
+    summaries["plan"] = "parameter counts and memory per device of a fit config, without loading weights"
+    width = max(map(len, summaries))
+    lines = ["usage: python -m bsr_lightning COMMAND [--help] [options]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {text}" for name, text in summaries.items()]
+    lines += ["", "`python -m bsr_lightning COMMAND --help` shows a command's options."]
+    print("\n".join(lines))
+
+
 def function_command(function):
     """A command that parses its arguments from ``function``'s signature and calls it: ``export``, ``diagnose``,
     ``scenarios``, ``serve``."""
     return lambda args: function(**_function_command(function, args).as_dict())
 
 
+COMMAND_FUNCTIONS = {"export": export, "evaluate": evaluate, "diagnose": diagnose, "scenarios": scenarios,
+                     "sweep": sweep, "plan": plan_command, "serve": serve}
+"""The functions behind the package's own commands; their signatures and docstrings are the commands' options."""
 COMMANDS = {"serve": function_command(serve), "export": function_command(export), "evaluate": evaluate_command,
             "diagnose": function_command(diagnose), "scenarios": function_command(scenarios), "sweep": sweep_command,
             "plan": plan_command}
@@ -260,6 +306,9 @@ def cli_main(args: list[str] | None = None):
     """Run a command in-process (errors propagate as exceptions); ``args`` default to ``sys.argv[1:]``."""
     argv = list(sys.argv[1:] if args is None else args)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not argv or argv[0] in ("-h", "--help"):
+        print_help()
+        return None
     if argv and argv[0] in COMMANDS:
         return COMMANDS[argv[0]](argv[1:])
     try:

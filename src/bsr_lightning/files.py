@@ -61,6 +61,9 @@ def check_export_dir(output_dir: str | Path, overwrite: bool = False) -> None:
         return
     if not path.is_dir():
         raise UserError(f"export directory {path} is a file; choose a directory.")
+    if (path / MANIFEST).exists() and not (path / MANIFEST).is_file():
+        raise UserError(f"export directory {path}: {MANIFEST} there is not a file; no export wrote it. Remove it, or "
+                        "choose another directory.")
     owned = owned_files(path, MANIFEST)
     tops = {name.split("/", 1)[0] for name in owned}
     foreign = sorted(p.name for p in path.iterdir() if p.name != MANIFEST and p.name not in tops)
@@ -119,8 +122,8 @@ def owned_files(directory: str | Path, manifest: str = OUTPUTS) -> dict[str, str
 
 def claim_output_dir(output_dir: str | Path, outputs: list[str], inputs: list[str | Path] = (),
                      overwrite: bool = False, command: str = "this command") -> Path:
-    """Check, before any work, that writing ``outputs`` into ``output_dir`` loses nothing of the user's, and create
-    the folder.
+    """Check, before any work, that writing ``outputs`` into ``output_dir`` loses nothing of the user's. The folder
+    is not created here: a run that fails before writing leaves none behind.
 
     An output that would replace one of the ``inputs`` is refused always; a folder that holds anything this package
     did not write (per :func:`owned_files`) is refused unless ``overwrite`` (and then only ``outputs`` are replaced).
@@ -134,6 +137,8 @@ def claim_output_dir(output_dir: str | Path, outputs: list[str], inputs: list[st
         if Path(source).exists() and Path(source).resolve() in targets:
             raise UserError(f"{command} would write its output over its input {source}; choose another "
                             "--output_dir.")
+    if (path / OUTPUTS).exists() and not (path / OUTPUTS).is_file():
+        raise UserError(f"output_dir {path}: {OUTPUTS} there is not a file; remove it or choose another directory.")
     if path.is_dir() and not overwrite:
         owned = owned_files(path)
         foreign = sorted(p.name for p in path.iterdir() if p.name != OUTPUTS and p.name not in owned
@@ -142,7 +147,6 @@ def claim_output_dir(output_dir: str | Path, outputs: list[str], inputs: list[st
             raise UserError(f"output_dir {path} holds {len(foreign)} file(s) {command} did not write (e.g. "
                             f"{foreign[0]!r}); choose a new or empty directory, or pass --overwrite to write into it "
                             f"(only {', '.join(outputs)} are replaced; other files are kept).")
-    path.mkdir(parents=True, exist_ok=True)
     return path
 
 

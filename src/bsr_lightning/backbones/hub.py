@@ -7,6 +7,7 @@ The token is huggingface_hub's own: ``HF_TOKEN`` or the cached ``hf auth login``
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from bsr_lightning.errors import UserError
@@ -30,29 +31,50 @@ def check_push(repo_id: str) -> None:
         raise UserError(f"--push_to_hub {repo_id}: no hub token; set HF_TOKEN or run `hf auth login`.")
 
 
+TIMEOUT_ENV = "BSR_LIGHTNING_HUB_TIMEOUT"  # seconds without a byte before a hub request gives up (default 60)
+ATTEMPTS = 3
+
+
 def push_to_hub(folder: str | Path, repo_id: str, private: bool = False) -> str:
     """Create the model repo ``repo_id`` if needed and upload ``folder`` (an export) to it; returns the commit URL.
+
+    Requests time out (10 s to connect, ``BSR_LIGHTNING_HUB_TIMEOUT`` or 60 s without a byte) and a connection or
+    timeout failure is retried twice with a pause; then one message says what failed. Re-uploading is safe: the hub
+    skips files it already has.
 
     Args:
         folder: the export directory.
         repo_id: ``user/name`` or ``org/name``.
         private: create the repo private (an existing repo keeps its visibility).
     """
-    from huggingface_hub import HfApi
+    import httpx2
+    from huggingface_hub import HfApi, close_session, set_client_factory
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
+    from bsr_lightning.backbones.hub_compat import bounded_client_factory
+
     check_push(repo_id)
+    set_client_factory(bounded_client_factory(read=float(os.environ.get(TIMEOUT_ENV, 60))))
+    close_session()  # the next request builds a client with the timeouts
     api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None)
-    try:
-        api.create_repo(repo_id, private=private or None, exist_ok=True, repo_type="model")
-        commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
-                                   commit_message="Upload a model exported by bsr_lightning",
-                                   ignore_patterns=[MANIFEST])
-    except (HfHubHTTPError, OfflineModeIsEnabled) as err:
-        reason = str(err).splitlines()[0]
-        message = (f"--push_to_hub {repo_id}: the hub refused the upload ({reason}). Check the repo id and that "
-                   f"HF_TOKEN (or `hf auth login`) has write access; the export in {folder} is complete.")
-        raise UserError(message) from None
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            api.create_repo(repo_id, private=private or None, exist_ok=True, repo_type="model")
+            commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
+                                       commit_message="Upload a model exported by bsr_lightning",
+                                       ignore_patterns=[MANIFEST])
+            break
+        except (HfHubHTTPError, OfflineModeIsEnabled) as err:
+            reason = str(err).splitlines()[0]
+            raise UserError(f"--push_to_hub {repo_id}: the hub refused the upload ({reason}). Check the repo id and "
+                            f"that HF_TOKEN (or `hf auth login`) has write access; the export in {folder} is "
+                            "complete.") from None
+        except httpx2.TransportError as err:  # refused, reset, timed out
+            if attempt == ATTEMPTS:
+                raise UserError(f"--push_to_hub {repo_id}: no answer from the hub after {ATTEMPTS} attempts "
+                                f"({type(err).__name__}: {str(err)[:120] or 'no detail'}); the export in {folder} is "
+                                f"complete: upload it later with `hf upload {repo_id} {folder}`.") from None
+            time.sleep(2 * attempt)
     url = getattr(commit, "commit_url", None) or str(commit)
     print(f"Uploaded {folder} to {repo_id}: {url}")
     return url

@@ -27,7 +27,7 @@ from bsr_lightning.data.preference import (
     require_rows,
 )
 from bsr_lightning.data.resumable import EpochShuffleSampler, ResumableData, rng_free_loader
-from bsr_lightning.errors import ConfigError
+from bsr_lightning.errors import ConfigError, check
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +128,7 @@ class ChatDataModule(ResumableData, L.LightningDataModule):
                  batch_size: int = 8, num_workers: int = 0, seed: int = 0, max_rows: int | None = None) -> None:
         super().__init__()
         check_loader_args(batch_size, max_length, num_workers, val_fraction, bad_rows)
+        check(max_rows is None or max_rows >= 1, "data.max_rows", f"must be at least 1 (or null), got {max_rows}.")
         self.save_hyperparameters()
         self.tokenizer = None
         self.datasets: dict[str, list[ChatExample]] = {}

@@ -94,8 +94,10 @@ class PairEncoder:
         """Encode single conversations (evaluation). Over-long ones follow the policy; ``drop`` gives None, which
         callers report. Returns the ids and counts (``sequences``, ``overlong``, ``dropped_overlong``,
         ``truncated``)."""
-        ids = self._tokenize(conversations)
-        counts: Counter = Counter(sequences=len(ids))
+        capped = [self.cap_characters(c) for c in conversations]
+        ids = self._tokenize(capped)
+        counts: Counter = Counter(sequences=len(ids), capped_before_tokenizing=sum(
+            a is not b for a, b in zip(capped, conversations, strict=True)))
         out: list[list[int] | None] = []
         for seq in ids:
             too_long = len(seq) > self.max_length
@@ -110,6 +112,26 @@ class PairEncoder:
             log.warning("%s: %d of %d sequences longer than max_length=%d (policy %r).", name, counts["overlong"],
                         len(ids), self.max_length, self.overlong)
         return out, counts
+
+    @property
+    def char_cap(self) -> int:
+        """Characters a message may keep before tokenizing: ``max_length`` times the longest token's characters
+        (at least 16), plus one token's worth. Fewer characters cannot hold ``max_length`` tokens, so cutting a longer
+        message (keeping its end for ``truncate_left``, its start otherwise) changes no kept token, and a 50 MB
+        item costs no more memory than this."""
+        if not hasattr(self, "_char_cap"):
+            longest = max((len(t) for t in self.tokenizer.get_vocab()), default=16)
+            self._char_cap = (self.max_length + 1) * max(16, longest)
+        return self._char_cap
+
+    def cap_characters(self, conversation: list[Message]) -> list[Message]:
+        """``conversation`` with each message's content cut to :attr:`char_cap` characters on the side the
+        over-long policy drops (the same list when nothing is cut)."""
+        cap = self.char_cap
+        if all(len(m["content"]) <= cap for m in conversation):
+            return conversation
+        keep_end = self.overlong == "truncate_left"
+        return [{**m, "content": (m["content"][-cap:] if keep_end else m["content"][:cap])} for m in conversation]
 
     def _tokenize(self, conversations: list[list[Message]]) -> list[list[int]]:
         """Render and tokenize in one batched call; chat templates carry their own special tokens (the plain one

@@ -64,6 +64,11 @@ def check_text(value, column: str, where: str) -> str:
         raise RowError(where, f"column '{column}' must be a string, got {_describe(value)}")
     if not value.strip():
         raise RowError(where, f"empty value in column '{column}'")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise RowError(where, f"column '{column}' holds a lone surrogate ({value[err.start]!r} at character "
+                              f"{err.start + 1}), which is not Unicode text; fix the row's \\u escapes") from None
     return value
 
 
@@ -101,10 +106,16 @@ def check_turn_order(messages: list[Message], column: str, where: str) -> None:
                                   f"{order}")
 
 
+def check_scored_conversation(messages: list[Message], column: str, where: str) -> None:
+    """The rule every scored conversation follows, in training, ``evaluate`` and ``serve`` alike: turns in order
+    (:func:`check_turn_order`) and the last one the assistant's response to score."""
+    if messages[-1]["role"] != "assistant":
+        raise RowError(where, f"'{column}' must end with an assistant message, ends with '{messages[-1]['role']}'")
+    check_turn_order(messages, column, where)
+
+
 def _check_roles(prompt: list[Message], completion: list[Message], column: str, where: str) -> None:
-    if completion[-1]["role"] != "assistant":
-        raise RowError(where, f"'{column}' must end with an assistant message, ends with '{completion[-1]['role']}'")
-    check_turn_order(prompt + completion, column, where)
+    check_scored_conversation(prompt + completion, column, where)
 
 
 def row_to_pair(row: dict, row_id: int, where: str) -> PreferencePair:

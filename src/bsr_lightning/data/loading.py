@@ -30,16 +30,28 @@ def local_files(path: str) -> list[str] | None:
     for part in path.split(","):
         part = part.strip()
         if Path(part).is_dir():
-            files += sorted(str(p) for p in Path(part).iterdir() if p.name.endswith(LOCAL_SUFFIXES))
+            found = sorted(str(p) for p in Path(part).iterdir() if p.name.endswith(LOCAL_SUFFIXES))
+            if not found:
+                raise DataError(f"directory {part} holds no data files ({', '.join(LOCAL_SUFFIXES)}); give a file or "
+                                "a directory of them.")
+            files += found
         elif Path(part).exists():
             files.append(part)
         elif "*" in part or "?" in part:
             files += sorted(glob.glob(part.replace("[", "[[]")))
     if not files:
-        if any(path.endswith(s) for s in LOCAL_SUFFIXES):
-            raise PathNotFound(f"data file not found: {path} (cwd: {Path.cwd()}); check `data.path`.")
+        if any(path.endswith(s) for s in LOCAL_SUFFIXES) or _looks_local(path):
+            raise PathNotFound(f"data file not found: {path} (cwd: {Path.cwd()}); check the path and its suffix "
+                               f"(one of {', '.join(LOCAL_SUFFIXES)}).")
         return None
     return files
+
+
+def _looks_local(path: str) -> bool:
+    """A path, not a hub dataset id (``org/name``): it starts like a path, has more than one ``/``, or its last part
+    has a file suffix."""
+    return (path.startswith((".", "/", "~")) or path.count("/") > 1 or "\\" in path
+            or "." in Path(path).name.strip("."))
 
 
 def iter_raw_rows(path: str, name: str | None = None, data_dir: str | None = None, split: str = "train"):
@@ -109,6 +121,9 @@ def _iter_json(file: str) -> Iterator[tuple[str, dict | RowError]]:
             yield where, json.loads(line)
         except json.JSONDecodeError as err:
             yield where, RowError(where, f"malformed JSON ({err.msg} at column {err.colno})")
+        except RecursionError:
+            yield where, RowError(where, "JSON nested too deep to be a row (arrays or objects inside each other "
+                                         "thousands of levels down)")
 
 
 def _iter_json_array(file: str) -> Iterator[tuple[str, dict | RowError]]:
@@ -121,6 +136,8 @@ def _iter_json_array(file: str) -> Iterator[tuple[str, dict | RowError]]:
         raise _corrupt(file, err) from None
     except json.JSONDecodeError as err:
         raise RowError(f"{file}:{err.lineno}", f"malformed JSON ({err.msg} at column {err.colno})") from err
+    except RecursionError:
+        raise DataError(f"{file}: JSON nested too deep to be a list of rows.") from None
     for index, row in enumerate(rows):
         yield f"{file} row {index}", row
 
@@ -137,7 +154,10 @@ def _iter_tabular(file: str) -> Iterator[tuple[str, dict | RowError]]:
 
 
 def _iter_csv(file: str) -> Iterator[tuple[str, dict | RowError]]:
-    """CSV rows as strings (no type guessing: the answer ``42`` stays the text "42"), located by the file's line."""
+    """CSV rows as strings (no type guessing: the answer ``42`` stays the text "42"), located by the file's line.
+    Cells of any size are read (Python's csv stops at 131,072 characters by default): long texts are for the length
+    policy to count, not for the reader to refuse."""
+    csv.field_size_limit(2**31 - 1)
     try:
         with open(file, encoding="utf-8-sig", newline="") as handle:
             reader = csv.DictReader(handle)
@@ -152,6 +172,12 @@ def _iter_csv(file: str) -> Iterator[tuple[str, dict | RowError]]:
 def _iter_hub(path: str, name: str | None, data_dir: str | None, split: str) -> Iterator[tuple[str, dict]]:
     import datasets
 
-    dataset = datasets.load_dataset(path, name, data_dir=data_dir, split=split)
+    try:
+        dataset = datasets.load_dataset(path, name, data_dir=data_dir, split=split)
+    except (OSError, ValueError, ConnectionError, datasets.exceptions.DatasetNotFoundError) as err:
+        offline = " The hub is offline here (HF_HUB_OFFLINE=1): download it once online, or give local files." if \
+            datasets.config.HF_HUB_OFFLINE else ""
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise PathNotFound(f"dataset {path!r} (split {split!r}) cannot be loaded: {reason}.{offline}") from None
     for index, row in enumerate(dataset):
         yield f"{path}[{split}] row {index}", row

@@ -145,6 +145,8 @@ class PreferenceDataModule(ResumableData, L.LightningDataModule):
         max_pairs: int | None = None,
     ) -> None:
         super().__init__()
+        check(max_pairs is None or max_pairs >= 1, "data.max_pairs", f"must be at least 1 (or null for all), got "
+                                                                     f"{max_pairs}.")
         check_loader_args(batch_size, max_length, num_workers, val_fraction, bad_rows)
         check(eval_batch_size is None or eval_batch_size >= 1, "data.eval_batch_size",
               f"must be at least 1 (or null), got {eval_batch_size}.")

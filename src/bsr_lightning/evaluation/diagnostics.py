@@ -112,6 +112,7 @@ def diagnose(models: list[str], data: str, output_dir: str, labels: list[str] | 
     conversations = [p.prompt + p.chosen for p in pairs] + [p.prompt + p.rejected for p in pairs]
     results = {label: model_diagnostics(load_reward_model(m), conversations, batch_size, max_length)
                for label, m in zip(labels, models, strict=True)}
+    out.mkdir(parents=True, exist_ok=True)
     summary = {label: summarize(arrays) for label, arrays in results.items()}
     (out / "diagnostics.json").write_text(json.dumps(summary, indent=2))
     plots = plot_overlays(results, out)

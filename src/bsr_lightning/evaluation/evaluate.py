@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from bsr_lightning.args import DType
 from bsr_lightning.data.formats import RowError
 from bsr_lightning.data.loading import local_files
-from bsr_lightning.errors import check
+from bsr_lightning.errors import DataError, check
 from bsr_lightning.evaluation import rewardbench, rmbench  # noqa: F401  (they register their formats)
 from bsr_lightning.evaluation.evaluators import EVALUATORS, Evaluator
 from bsr_lightning.evaluation.report import strict_json, write_report
@@ -58,6 +58,7 @@ def stream_scores(scorer: ConversationScorer, evaluator: Evaluator, rows: Iterat
     counted and left out."""
     bar = tqdm(desc="evaluate", unit="row", disable=not progress)
     skipped: list[str] = []
+    rows_read = 0
     for chunk in _chunks(enumerate(rows), chunk_rows):
         items = []
         for row_id, (where, row) in chunk:
@@ -75,8 +76,9 @@ def stream_scores(scorer: ConversationScorer, evaluator: Evaluator, rows: Iterat
         for item, start, end in zip(items, bounds[:-1], bounds[1:], strict=True):
             records_file.write(json.dumps(strict_json(evaluator.update(item, scores[start:end]))) + "\n")
         bar.update(len(chunk))
+        rows_read += len(chunk)
     bar.close()
-    return {**evaluator.result(), "bad_rows": {"skipped": len(skipped), "first": skipped[:5]}}
+    return {**evaluator.result(), "rows": rows_read, "bad_rows": {"skipped": len(skipped), "first": skipped[:5]}}
 
 
 def fitting_max_length(module, given: int | None, default: int) -> int:
@@ -136,13 +138,19 @@ def evaluate(model: str, data: str, output_dir: str,
     module = load_reward_model(model, dtype, allow_modules).to(device)
     max_length = fitting_max_length(module, max_length, evaluator.default_max_length)
     scorer = ConversationScorer(module, batch_size, max_length, overlong, progress=False)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
     partial = out / ".scores.jsonl.partial"  # renamed into place only when every row is scored
     try:
         with open(partial, "w") as records:
             metrics = stream_scores(scorer, evaluator, evaluator.rows(data, split), records, chunk_rows,
                                     bad_rows=bad_rows)
+        if not metrics["rows"]:
+            raise DataError(f"{data}: no rows to evaluate (split {split!r}); give a file or dataset with rows.")
     except BaseException:
         partial.unlink(missing_ok=True)  # a failed run leaves the previous outputs as they were
+        if created and not any(out.iterdir()):
+            out.rmdir()  # and no empty folder of its own
         raise
     os.replace(partial, out / "scores.jsonl")
     metrics["length_policy"] = {"max_length": max_length, "overlong": overlong, **scorer.counts}

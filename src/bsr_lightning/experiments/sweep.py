@@ -109,6 +109,7 @@ def sweep(fit: Callable, config: str, scenario_dir: str, output_dir: str, regula
                 metrics = evaluate(str(model), str(scenario_dir / f"{scenario}.jsonl"), str(run_dir / scenario), fmt)
                 results.setdefault(regularizer, {}).setdefault(scenario, []).append(metrics[metric])
     rows = aggregate(results)
+    out.mkdir(parents=True, exist_ok=True)
     write_table(rows, out)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     record_outputs(out, OUTPUTS, dirs=["runs"])

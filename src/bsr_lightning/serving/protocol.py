@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bsr_lightning.data.formats import Message, as_messages
+from bsr_lightning.data.formats import Message, as_messages, check_scored_conversation
 from bsr_lightning.errors import RowError
 
 SCORE_PATH = "/score"
@@ -30,10 +30,11 @@ def _conversation(item, where: str) -> list[Message]:
         raise RowError(where, "must be an object with 'prompt' and 'response', or 'messages'")
     if "messages" in item:
         messages = as_messages(item["messages"], "messages", where, "user")
-        if messages[-1]["role"] != "assistant":
-            raise RowError(where, "'messages' must end with the assistant response to score")
+        check_scored_conversation(messages, "messages", where)
         return messages
     if "prompt" not in item or "response" not in item:
         raise RowError(where, f"needs 'prompt' and 'response' (or 'messages'); has {sorted(item)}")
-    return [*as_messages(item["prompt"], "prompt", where, "user"),
-            *as_messages(item["response"], "response", where, "assistant")]
+    messages = [*as_messages(item["prompt"], "prompt", where, "user"),
+                *as_messages(item["response"], "response", where, "assistant")]
+    check_scored_conversation(messages, "response", where)
+    return messages

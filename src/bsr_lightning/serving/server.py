@@ -15,7 +15,7 @@ import json
 import signal
 
 from bsr_lightning.data.encoding import Overlong
-from bsr_lightning.errors import ConfigError, check
+from bsr_lightning.errors import check, require
 from bsr_lightning.serving.protocol import SCORE_PATH
 
 
@@ -40,12 +40,15 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, batch_size: int
         accelerator: ``cpu``, ``cuda`` or ``auto``.
         timeout: seconds a request may wait for its scores (504 beyond).
     """
-    check(max_items >= 1 and max_batch_size >= 1, "max_items/max_batch_size", "must be at least 1.")
-    check(host in ("127.0.0.1", "0.0.0.0", "::"), "host", f"must be 127.0.0.1, 0.0.0.0 or :: (LitServe), got {host!r}.")
-    try:
-        import litserve as ls
-    except ImportError:
-        raise ConfigError("serve needs LitServe: pip install 'bsr_lightning[serve]'.") from None
+    for key, value, least in (("batch_size", batch_size, 1), ("max_items", max_items, 1), ("max_length", max_length, 2),
+                              ("max_batch_size", max_batch_size, 1), ("max_payload_bytes", max_payload_bytes, 1)):
+        check(value >= least, key, f"must be at least {least}, got {value}.")
+    check(1 <= port <= 65535, "port", f"must be in 1..65535, got {port}.")
+    check(timeout > 0, "timeout", f"must be positive (seconds), got {timeout}.")
+    check(batch_timeout >= 0, "batch_timeout", f"must be 0 or more (seconds), got {batch_timeout}.")
+    require("litserve", "serve")
+    import litserve as ls
+
     from bsr_lightning.serving.api import RewardModelAPI
 
     api = RewardModelAPI(model, batch_size, max_length, overlong, max_items, max_batch_size, batch_timeout)

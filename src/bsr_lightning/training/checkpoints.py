@@ -20,20 +20,35 @@ from bsr_lightning.backbones.hub import check_push
 from bsr_lightning.backbones.hub import push_to_hub as upload
 from bsr_lightning.base import BackboneModule
 from bsr_lightning.class_paths import check_file_class_paths, import_subclass
-from bsr_lightning.errors import PathNotFound
+from bsr_lightning.errors import PathNotFound, UserError
 from bsr_lightning.files import check_export_dir
 
 
 def read_checkpoint(ckpt_path: str, weights_only: bool = True) -> dict:
     """The checkpoint dict of a ``.ckpt`` file, or of a sharded (FSDP/FSDP2, one file per rank) checkpoint directory,
-    consolidated into full weights. ``weights_only=False`` unpickles arbitrary objects: only for trusted files."""
-    if not Path(ckpt_path).exists():
+    consolidated into full weights. ``weights_only=False`` unpickles arbitrary objects: only for trusted files. A file
+    or folder that is not a checkpoint stops with one :class:`~bsr_lightning.errors.UserError` saying what it is."""
+    path = Path(ckpt_path)
+    if not path.exists():
         raise PathNotFound(f"checkpoint {ckpt_path} not found (cwd: {Path.cwd()}).")
-    if Path(ckpt_path).is_dir():
+    if path.is_dir():
+        if not (path / ".metadata").is_file():
+            raise UserError(f"checkpoint {ckpt_path} is a folder without a sharded checkpoint's .metadata (an export? "
+                            "give it as --model to evaluate, or pass the .ckpt file or sharded folder fit wrote).")
         from lightning.fabric.utilities.load import _load_distributed_checkpoint
 
-        return _load_distributed_checkpoint(Path(ckpt_path))
-    return torch.load(ckpt_path, map_location="cpu", weights_only=weights_only)
+        return _load_distributed_checkpoint(path)
+    try:
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=weights_only)
+    except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for what is not a checkpoint
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise UserError(f"checkpoint {ckpt_path} cannot be read ({reason}); it is empty, truncated or not a "
+                        "checkpoint. Give a .ckpt file that fit wrote.") from None
+    missing = [k for k in ("state_dict", "hyper_parameters") if not isinstance(checkpoint, dict) or k not in checkpoint]
+    if missing:
+        raise UserError(f"checkpoint {ckpt_path} has no {' or '.join(missing)}; it was not written by "
+                        "bsr_lightning's fit (or Lightning with save_hyperparameters).")
+    return checkpoint
 
 
 def build_from_hparams(cls: type[BackboneModule], hparams: dict, where: str = "checkpoint") -> BackboneModule:
@@ -68,7 +83,11 @@ def load_module_from_checkpoint(ckpt_path: str, weights_only: bool = True, trust
     cls = import_subclass(class_path, BackboneModule, f"{ckpt_path}: hyper_parameters._class_path")
     module = build_from_hparams(cls, hparams, ckpt_path)
     module.on_load_checkpoint(checkpoint)
-    module.load_state_dict(checkpoint["state_dict"], strict=module.strict_loading)
+    try:
+        module.load_state_dict(checkpoint["state_dict"], strict=module.strict_loading)
+    except RuntimeError as err:  # missing, unexpected or mis-shaped weights
+        raise UserError(f"checkpoint {ckpt_path}: its weights do not fit the model its hyper-parameters describe "
+                        f"({str(err).splitlines()[0][:200]} ...).") from None
     return module.eval()
 
 
