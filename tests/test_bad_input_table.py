@@ -99,3 +99,20 @@ def test_every_bad_input_is_one_message_and_exit_2(made, monkeypatch, capsys):
                         "--output_dir", str(made["root"] / "wide")])  # a 140,000-character CSV cell is read
     assert metrics["pairs"] == 1 and metrics["length_policy"]["truncated"] == 1
     assert json.loads((made["root"] / "pairs.jsonl").read_text().splitlines()[0]) == ROW
+
+
+@pytest.mark.parametrize("code", ["ENOSPC", "EACCES", "EROFS"])
+def test_a_full_or_read_only_output_folder_is_one_message(monkeypatch, capsys, tmp_path, code):
+    import errno
+
+    import bsr_lightning.cli as cli
+
+    def refuse(args):
+        raise OSError(getattr(errno, code), "refused by the system", str(tmp_path / "out" / "metrics.json"))
+
+    monkeypatch.setitem(cli.COMMANDS, "evaluate", refuse)
+    monkeypatch.setattr(sys, "argv", ["bsr_lightning", "evaluate"])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "Traceback" not in err and "cannot write" in err and "metrics.json" in err

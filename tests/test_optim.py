@@ -72,3 +72,24 @@ def test_fused_adamw_by_default_on_plain_parameters_with_the_same_steps():
     for a, b, p0 in zip(net_a.parameters(), net_b.parameters(), start, strict=True):
         torch.testing.assert_close(a - p0, b - p0, rtol=1e-3, atol=3 * 1e-2 * 1e-3)
         assert (a - p0).abs().max() > 1e-3  # the steps moved the weights
+
+
+DATA = ["--data", "bsr_lightning.SyntheticPreferenceDataModule"]
+
+
+@pytest.mark.parametrize("module, expected", [
+    ("bsr_lightning.RewardModel", {"warmup_ratio": 0.03, "schedule": "linear", "max_grad_norm": None}),
+    ("bsr_lightning.SFTModel", {"warmup_ratio": 0.03, "schedule": "cosine", "max_grad_norm": None}),
+])
+def test_setting_one_optimization_field_keeps_the_modules_other_defaults(module, expected):
+    from bsr_lightning.cli import BSRLightningCLI
+
+    cli = BSRLightningCLI(args=["--model", module, "--model.backbone.name", "tiny:synthetic",
+                                "--model.optimization.lr", "3e-5", "--trainer.logger", "false", *DATA], run=False)
+    optimization = cli.model.optimization
+    assert optimization.lr == 3e-5
+    assert {k: getattr(optimization, k) for k in expected} == expected
+    explicit = BSRLightningCLI(args=["--model", module, "--model.backbone.name", "tiny:synthetic",
+                                     "--model.optimization.warmup_ratio", "0.0", "--trainer.logger", "false", *DATA],
+                               run=False)
+    assert explicit.model.optimization.warmup_ratio == 0.0  # an explicit value, even the base class's default, wins

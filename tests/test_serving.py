@@ -104,6 +104,10 @@ def test_bad_requests_get_4xx_and_the_server_keeps_serving(server):
     assert status == 400 and "needs 'prompt' and 'response'" in body["detail"]
     status, body = post(f"{url}/score", json.dumps({"items": [{"prompt": "a", "response": "b"}] * 65}).encode())
     assert status == 413 and "at most 64" in body["detail"]
+    wrong_order = [{"role": "assistant", "content": "hi"}, {"role": "user", "content": "q"},
+                   {"role": "assistant", "content": "a"}]
+    status, body = post(f"{url}/score", json.dumps({"items": [{"messages": wrong_order}]}).encode())
+    assert status == 400 and "turns must alternate user -> assistant" in body["detail"]  # as evaluate and fit
     assert post(f"{url}/score", json.dumps({"items": [{"prompt": "a", "response": "b"}]}).encode())[0] == 200
 
 
@@ -180,3 +184,30 @@ def test_sigterm_stops_the_server_and_its_workers(server):
     assert "on http://127.0.0.1:" in output and "Server stopped." in output  # loopback unless asked otherwise
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{url}/health", timeout=2)
+
+
+def test_killing_the_server_outright_ends_its_workers_and_frees_the_port(reward_dir):
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "bsr_lightning", "serve", "--model", reward_dir, "--port",
+                                str(port), "--accelerator", "cpu"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/health"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                break
+        except OSError:
+            time.sleep(0.5)
+    time.sleep(1.5)  # the guardian has seen every worker
+    process.kill()  # SIGKILL: no handler of the server runs
+    process.wait(timeout=30)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            time.sleep(0.5)
+        except OSError:
+            break
+    with pytest.raises(OSError):
+        urllib.request.urlopen(url, timeout=2)  # nothing answers: the orphaned workers are gone

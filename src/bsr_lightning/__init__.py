@@ -6,7 +6,15 @@ training), :mod:`~bsr_lightning.sft`, :mod:`~bsr_lightning.backbones` (Hugging F
 :mod:`~bsr_lightning.experiments`; ``docs/architecture.md`` draws the arrows between them.
 """
 
-from bsr_lightning.args import Backbone, LoRA, Optimization, Sampling
+from bsr_lightning.args import (
+    Backbone,
+    LoRA,
+    Optimization,
+    RewardOptimization,
+    RLOOOptimization,
+    Sampling,
+    SFTOptimization,
+)
 from bsr_lightning.data.preference import PreferenceDataModule
 from bsr_lightning.data.prompts import PromptDataModule, SFTDataModule
 from bsr_lightning.data.synthetic import (
@@ -19,6 +27,7 @@ from bsr_lightning.rloo.module import RLOOPolicy
 from bsr_lightning.sft import SFTModel
 
 __version__ = "0.1.0"
-__all__ = ["Backbone", "LoRA", "Optimization", "PreferenceDataModule", "PromptDataModule", "RLOOPolicy",
+__all__ = ["Backbone", "LoRA", "Optimization", "RewardOptimization", "RLOOOptimization", "SFTOptimization",
+           "PreferenceDataModule", "PromptDataModule", "RLOOPolicy",
            "RewardModel", "SFTDataModule", "SFTModel", "Sampling", "SyntheticPreferenceDataModule",
            "SyntheticPromptDataModule", "SyntheticSFTDataModule", "__version__"]

@@ -118,6 +118,47 @@ class Optimization:
 
 
 @dataclass
+class RewardOptimization(Optimization):
+    """:class:`Optimization` with the reward model's defaults: lr 1e-5, 3% warmup, linear decay.
+
+    Args:
+        warmup_ratio: fraction of the optimizer steps spent warming up linearly.
+    """
+
+    warmup_ratio: float = 0.03
+
+
+@dataclass
+class SFTOptimization(Optimization):
+    """:class:`Optimization` with SFT's defaults: lr 2e-5, 3% warmup, cosine decay.
+
+    Args:
+        lr: the peak learning rate.
+        warmup_ratio: fraction of the optimizer steps spent warming up linearly.
+        schedule: after warmup: ``constant``, ``linear`` or ``cosine`` decay to 0.
+    """
+
+    lr: float = 2e-5
+    warmup_ratio: float = 0.03
+    schedule: Schedule = "cosine"
+
+
+@dataclass
+class RLOOOptimization(Optimization):
+    """:class:`Optimization` with RLOO's defaults: lr 1e-6, constant, gradient norm clipped to 1.
+
+    Args:
+        lr: the peak learning rate.
+        schedule: after warmup: ``constant``, ``linear`` or ``cosine`` decay to 0.
+        max_grad_norm: clip the gradient norm to this; None leaves it to ``trainer.gradient_clip_val``.
+    """
+
+    lr: float = 1e-6
+    schedule: Schedule = "constant"
+    max_grad_norm: float | None = 1.0
+
+
+@dataclass
 class Sampling:
     """How RLOO samples completions; every generation backend reads the same fields.
 

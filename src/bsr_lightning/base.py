@@ -31,10 +31,13 @@ class BackboneModule(L.LightningModule):
 
     Args:
         backbone: the model and how it is loaded.
-        optimization: optimizer, schedule and clipping; None takes the subclass's ``default_optimization``.
+        optimization: optimizer, schedule and clipping; None takes the subclass's ``optimization_class()``, whose
+            defaults also fill every field a config leaves unset.
     """
 
-    default_optimization: ClassVar[dict] = {}
+    optimization_class: ClassVar[type[Optimization]] = Optimization
+    export_name: ClassVar[str] = "policy"
+    """The export's folder name inside ``trainer.default_root_dir`` when ``ExportOnFitEnd`` is given none."""
     card: ClassVar[dict] = {
         "title": "Causal language model", "pipeline_tag": "text-generation", "tags": ["bsr_lightning"],
         "summary": "A causal language model trained with bsr_lightning.",
@@ -51,7 +54,7 @@ class BackboneModule(L.LightningModule):
     def __init__(self, backbone: Backbone, optimization: Optimization | None = None) -> None:
         super().__init__()
         self.backbone_args = backbone
-        self.optimization = optimization if optimization is not None else Optimization(**self.default_optimization)
+        self.optimization = optimization if optimization is not None else self.optimization_class()
         self.tokenizer = load_tokenizer(backbone.name, backbone.chat_template, backbone.trust_remote_code)
         self.run_record: dict = {}  # command, resolved config, data (``fit``) and metrics (from a checkpoint)
 

@@ -78,6 +78,15 @@ def check_export_dir(output_dir: str | Path, overwrite: bool = False) -> None:
 OUTPUTS = ".bsr_lightning_outputs.json"  # in each output folder of evaluate, scenarios, diagnose, sweep
 
 
+def export_run(output_dir: str | Path) -> str | None:
+    """The command recorded in an earlier export's manifest (None without one, or when it recorded none)."""
+    try:
+        run = json.loads((Path(output_dir) / MANIFEST).read_text()).get("run")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return run if isinstance(run, str) else None
+
+
 def sha256_of(path: str | Path) -> str:
     """The SHA-256 hex digest of a file's bytes."""
     import hashlib

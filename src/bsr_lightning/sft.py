@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from bsr_lightning.args import Backbone, Optimization
+from bsr_lightning.args import Backbone, SFTOptimization
 from bsr_lightning.backbones.loading import load_causal_lm, position_ids_of
 from bsr_lightning.base import BackboneModule
 
@@ -19,9 +19,10 @@ class SFTModel(BackboneModule):
         optimization: optimizer and schedule; AdamW, lr 2e-5, warmup 0.03, cosine decay when None.
     """
 
-    default_optimization = {"lr": 2e-5, "warmup_ratio": 0.03, "schedule": "cosine"}
+    optimization_class = SFTOptimization
+    export_name = "sft_policy"
 
-    def __init__(self, backbone: Backbone, optimization: Optimization | None = None) -> None:
+    def __init__(self, backbone: Backbone, optimization: SFTOptimization | None = None) -> None:
         super().__init__(backbone, optimization)
         self.store_hparams()
         self.backbone = self.wrap_backbone(load_causal_lm(backbone, self.tokenizer))

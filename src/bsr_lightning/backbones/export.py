@@ -23,7 +23,7 @@ from bsr_lightning.files import MANIFEST, apply_umask, check_export_dir, owned_f
 
 
 def save_pretrained_atomic(model, tokenizer, output_dir: str | Path, overwrite: bool = False,
-                           extra_files: dict[str, str] | None = None) -> Path:
+                           extra_files: dict[str, str] | None = None, run: str | None = None) -> Path:
     """``save_pretrained`` model and tokenizer into ``output_dir``, never deleting a file the export did not write.
 
     A new directory is written beside it and renamed into place (a crash leaves no half-written export). Into an
@@ -44,8 +44,8 @@ def save_pretrained_atomic(model, tokenizer, output_dir: str | Path, overwrite: 
         written = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
         for name in written:  # safetensors and others create 0600 files: every file follows the umask
             apply_umask(tmp / name)
-        (tmp / MANIFEST).write_text(json.dumps({"files": {name: sha256_of(tmp / name) for name in written}},
-                                               indent=1))
+        (tmp / MANIFEST).write_text(json.dumps({"files": {name: sha256_of(tmp / name) for name in written},
+                                                "run": run}, indent=1))
         apply_umask(tmp / MANIFEST)
         apply_umask(tmp, directory=True)
         if not output_dir.exists():
@@ -89,7 +89,8 @@ def export_module(module, output_dir: str | Path, overwrite: bool = False, metri
     files = export_files(module.card_facts(), metrics, license, location or str(output_dir),
                          add_special_tokens=not template_writes_specials(tokenizer))
     model = backbone if backbone is not None else merged_for_export(module.backbone)
-    return save_pretrained_atomic(model, tokenizer, output_dir, overwrite, files)
+    run = getattr(module, "run_record", {}).get("command")
+    return save_pretrained_atomic(model, tokenizer, output_dir, overwrite, files, run)
 
 
 def merged_for_export(model):

@@ -8,7 +8,7 @@ import warnings
 import torch
 from torch import Tensor
 
-from bsr_lightning.args import Backbone, Optimization
+from bsr_lightning.args import Backbone, RewardOptimization
 from bsr_lightning.backbones.loading import (
     find_score_head,
     load_reward_backbone,
@@ -54,7 +54,8 @@ class RewardModel(BackboneModule):
         compile: ``torch.compile`` the backbone (in place: checkpoints and exports keep their names).
     """
 
-    default_optimization = {"lr": 1e-5, "warmup_ratio": 0.03, "schedule": "linear"}
+    optimization_class = RewardOptimization
+    export_name = "reward_model"
     card = {
         "title": "Reward model", "pipeline_tag": "text-classification",
         "tags": ["bsr_lightning", "reward-model", "rlhf"],
@@ -71,7 +72,7 @@ class RewardModel(BackboneModule):
                  "reward = model(**inputs).logits[0, 0].item()"}
 
     def __init__(self, backbone: Backbone, regularizer: Regularizer | None = None, loss: PairwiseLoss | None = None,
-                 optimization: Optimization | None = None, forward_mode: ForwardMode | None = None,
+                 optimization: RewardOptimization | None = None, forward_mode: ForwardMode | None = None,
                  score_init: str = "default", on_nonfinite: OnNonFinite = "error", compile: bool = False) -> None:
         super().__init__(backbone, optimization)
         check(score_init in ("default", "normal"), "model.score_init",

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from bsr_lightning.args import Backbone, Optimization, Sampling
+from bsr_lightning.args import Backbone, RLOOOptimization, Sampling
 from bsr_lightning.backbones.loading import eos_token_ids, load_causal_lm
 from bsr_lightning.base import BackboneModule
 from bsr_lightning.errors import check
@@ -54,12 +54,12 @@ class RLOOPolicy(BackboneModule):
             ``skip`` skips the batch (or step) and counts it.
     """
 
-    default_optimization = {"lr": 1e-6, "schedule": "constant", "max_grad_norm": 1.0}
+    optimization_class = RLOOOptimization
 
     def __init__(self, backbone: Backbone, reward: RewardSource, gold_reward: RewardSource | None = None,
                  sampling: Sampling | None = None, generation: Generator | None = None, kl: KLPenalty | None = None,
                  reward_shapers: list[RewardShaper] | None = None, reference: Reference | None = None,
-                 optimization: Optimization | None = None, ppo_epochs: int = 1, num_minibatches: int = 1,
+                 optimization: RLOOOptimization | None = None, ppo_epochs: int = 1, num_minibatches: int = 1,
                  policy_loss: PolicyLoss | None = None, samples_every_n_steps: int = 50, num_samples: int = 4,
                  on_nonfinite: OnNonFinite = "error") -> None:
         super().__init__(backbone, optimization)

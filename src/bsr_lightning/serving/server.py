@@ -16,6 +16,7 @@ import signal
 
 from bsr_lightning.data.encoding import Overlong
 from bsr_lightning.errors import check, require
+from bsr_lightning.serving.guardian import start_guardian
 from bsr_lightning.serving.protocol import SCORE_PATH
 
 
@@ -55,6 +56,7 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, batch_size: int
     guard = (JSONBodyGuard, {"path": SCORE_PATH, "max_bytes": max_payload_bytes})
     server = ls.LitServer(api, accelerator=accelerator, devices=1, timeout=timeout, middlewares=[guard])
     signal.signal(signal.SIGTERM, _interrupt)  # LitServe shuts its workers down on KeyboardInterrupt only
+    start_guardian()  # and if this process is killed outright, the guardian ends the workers
     print(f"Serving {model} on http://{host}:{port}{SCORE_PATH}", flush=True)
     server.run(host=host, port=port, generate_client_file=False, log_level="warning")
     print("Server stopped.", flush=True)

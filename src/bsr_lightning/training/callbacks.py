@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import lightning as L
@@ -9,7 +10,8 @@ import lightning as L
 from bsr_lightning.backbones.export import export_module
 from bsr_lightning.backbones.hub import check_push, push_to_hub
 from bsr_lightning.backbones.sharding import gathered_backbone, is_sharded
-from bsr_lightning.files import check_export_dir
+from bsr_lightning.errors import UserError
+from bsr_lightning.files import check_export_dir, export_run
 from bsr_lightning.training.paths import check_writable
 
 
@@ -19,13 +21,15 @@ class ExportOnFitEnd(L.Callback):
     writes them.
 
     The directory is checked when ``fit`` starts: its parent must be writable, and a non-empty directory must be an
-    earlier export (or ``overwrite`` set), so no training is lost to a refused export.
+    earlier export of the same command (or ``overwrite`` set), so no training is lost to a refused export and no
+    run replaces another run's export unasked.
 
     The export holds a model card (``README.md``: what trained it, the final validation metrics, a usage snippet)
     and the resolved config (``training_config.yaml``).
 
     Args:
-        output_dir: the Hugging Face directory to write.
+        output_dir: the Hugging Face directory to write; None: ``reward_model`` (or ``policy``) inside
+            ``trainer.default_root_dir``, so a run with another root never touches this one's export.
         overwrite: write into a non-empty directory that no export wrote (files the export does not write are kept).
         push_to_hub: a hub repo id (``user/name``) to upload the export to after writing it (token from ``HF_TOKEN``
             or ``hf auth login``, never printed).
@@ -33,7 +37,7 @@ class ExportOnFitEnd(L.Callback):
         license: the license for the model card (an SPDX id such as ``apache-2.0``), when known.
     """
 
-    def __init__(self, output_dir: str, overwrite: bool = False, push_to_hub: str | None = None,
+    def __init__(self, output_dir: str | None = None, overwrite: bool = False, push_to_hub: str | None = None,
                  private: bool = False, license: str | None = None) -> None:
         self.output_dir = output_dir
         self.overwrite = overwrite
@@ -42,11 +46,23 @@ class ExportOnFitEnd(L.Callback):
         self.license = license
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.output_dir is None:
+            self.output_dir = str(Path(trainer.default_root_dir) / getattr(pl_module, "export_name", "model"))
         if stage == "fit":
             check_export_dir(self.output_dir, self.overwrite)
+            self._check_same_run(pl_module)
             if self.push_to_hub:
                 check_push(self.push_to_hub)
             check_writable(Path(self.output_dir).resolve().parent, "ExportOnFitEnd output_dir's parent")
+
+    def _check_same_run(self, pl_module: L.LightningModule) -> None:
+        """Refuse to replace an export that another command wrote (resuming with ``--ckpt_path`` is the same run),
+        unless ``overwrite``."""
+        earlier, now = export_run(self.output_dir), getattr(pl_module, "run_record", {}).get("command")
+        if earlier is not None and _without_resume(earlier) != _without_resume(now) and not self.overwrite:
+            raise UserError(f"{self.output_dir} holds the export of another run ({earlier}); this run would replace "
+                            "it. Give this run another --trainer.default_root_dir (the export follows it), another "
+                            "--trainer.callbacks.output_dir, or overwrite: true.")
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.interrupted:
@@ -62,3 +78,8 @@ class ExportOnFitEnd(L.Callback):
         print(f"Exported {type(pl_module).__name__} to {path.resolve()}")
         if self.push_to_hub:
             push_to_hub(path, self.push_to_hub, self.private)
+
+
+def _without_resume(command: str | None) -> str | None:
+    """``command`` without its ``--ckpt_path VALUE`` (a resumed run is the same run)."""
+    return None if command is None else re.sub(r"\s--ckpt_path(=|\s+)\S+", "", command)
