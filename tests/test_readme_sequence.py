@@ -42,3 +42,17 @@ def test_the_custom_regularizer_example_never_replaces_the_demos_export(tmp_path
     data = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": "p", "chosen": "good answer", "rejected": "bad"}])
     metrics = cli_main(["evaluate", "--model", str(demo), "--data", data, "--output_dir", str(tmp_path / "eval")])
     assert metrics["pairs"] == 1
+
+
+def test_the_demo_prints_none_of_the_known_harmless_warnings(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "bsr_lightning", "fit", "--config",
+                           str(REPO / "configs/quickstart.yaml"), *QUICK, "--trainer.default_root_dir",
+                           str(tmp_path / "q")], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    output = done.stdout + done.stderr
+    for noise in ("LOAD REPORT", "Tip:", "LeafSpec", "is an instance of `nn.Module`", "manual optimization"):
+        assert noise not in output, noise
+    assert "Held-out accuracy (val/accuracy)" in output and "Exported RewardModel" in output

@@ -96,7 +96,9 @@ def test_checkpoints_load_without_running_pickled_code(tmp_path):
     path = tmp_path / "evil.ckpt"
     with open(path, "wb") as handle:
         pickle.dump({"hyper_parameters": {}, "state_dict": {}, "x": Payload()}, handle)
-    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+    from bsr_lightning.errors import UserError
+
+    with pytest.raises(UserError, match="holds pickled Python objects, which are not loaded"):
         load_module_from_checkpoint(str(path))
 
 

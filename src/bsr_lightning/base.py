@@ -69,7 +69,9 @@ class BackboneModule(L.LightningModule):
     def store_hparams(self, **resolved) -> None:
         """Save the caller's init arguments as plain data, with ``resolved`` values (defaults filled in) replacing
         the given ones."""
-        self.save_hyperparameters(frame=inspect.currentframe().f_back)
+        frame = inspect.currentframe().f_back
+        modules = [name for name, value in frame.f_locals.items() if isinstance(value, nn.Module)]  # e.g. the loss
+        self.save_hyperparameters(ignore=modules, frame=frame)  # they go in below as plain class_path specs
         self.hparams.update(backbone=self.backbone_args, optimization=self.optimization, **resolved)
         for key, value in list(self.hparams.items()):
             self.hparams[key] = plain(value)

@@ -32,6 +32,7 @@ from bsr_lightning.evaluation.diagnostics import diagnose
 from bsr_lightning.evaluation.evaluate import evaluate
 from bsr_lightning.experiments.scenarios_command import scenarios
 from bsr_lightning.experiments.sweep import sweep
+from bsr_lightning.noise import silence_known_noise
 from bsr_lightning.plan import format_plan, memory_plan
 from bsr_lightning.serving.server import serve
 from bsr_lightning.training.checkpoints import export, read_checkpoint
@@ -314,6 +315,7 @@ def cli_main(args: list[str] | None = None):
     """Run a command in-process (errors propagate as exceptions); ``args`` default to ``sys.argv[1:]``."""
     argv = list(sys.argv[1:] if args is None else args)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    silence_known_noise()
     if not argv or argv[0] in ("-h", "--help"):
         print_help()
         return None

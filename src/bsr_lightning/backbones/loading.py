@@ -107,6 +107,30 @@ def eos_token_ids(model: PreTrainedModel, tokenizer) -> list[int]:
     return sorted({tokenizer.eos_token_id, *ids} - {None})
 
 
+def _from_pretrained_reporting(auto_cls, path: str, heads: list[str], **kwargs) -> PreTrainedModel:
+    """``from_pretrained`` with transformers' multi-line load report replaced by ours: one info line when only the
+    head (``heads``: a fresh score head on a base model) was newly initialized, a warning naming the keys when
+    anything else was missing or unexpected."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model, info = auto_cls.from_pretrained(path, output_loading_info=True, **kwargs)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    missing = sorted(info.get("missing_keys", []))
+    unexpected = sorted(info.get("unexpected_keys", []))
+    fresh_head = [k for k in missing if k.split(".")[0] in heads]
+    if fresh_head:
+        log.info("%s: new %s (%s), initialized here.", path, fresh_head[0].split(".")[0], ", ".join(fresh_head))
+    others = [k for k in missing if k not in fresh_head]
+    if others or unexpected:
+        log.warning("%s: %d weights missing from the checkpoint (e.g. %s) and %d unused (e.g. %s); check that the "
+                    "model class fits it.", path, len(others), others[:3], len(unexpected), unexpected[:3])
+    return model
+
+
 def _load(auto_cls, backbone: Backbone, tokenizer, keep: list[str], **config_kwargs) -> PreTrainedModel:
     path = resolve_model_path(backbone.name)
     refuse_remote_code(path, backbone.trust_remote_code, backbone.name)
@@ -120,7 +144,7 @@ def _load(auto_cls, backbone: Backbone, tokenizer, keep: list[str], **config_kwa
         kwargs["attn_implementation"] = backbone.attention
     if backbone.quantization is not None:
         kwargs["quantization_config"] = bnb_config(backbone.quantization, kwargs.get("dtype", torch.float32), keep)
-    model = auto_cls.from_pretrained(path, **kwargs)
+    model = _from_pretrained_reporting(auto_cls, path, keep, **kwargs)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
     model.config.pad_token_id = tokenizer.pad_token_id  # exported models then pool the same token as training

@@ -41,8 +41,8 @@ def local_files(path: str) -> list[str] | None:
             files += sorted(glob.glob(part.replace("[", "[[]")))
     if not files:
         if any(path.endswith(s) for s in LOCAL_SUFFIXES) or _looks_local(path):
-            raise PathNotFound(f"data file not found: {path} (cwd: {Path.cwd()}); check the path and its suffix "
-                               f"(one of {', '.join(LOCAL_SUFFIXES)}).")
+            raise PathNotFound(f"data file not found: {path} (cwd: {Path.cwd()}); check `data.path` (or --data) and "
+                               f"its suffix (one of {', '.join(LOCAL_SUFFIXES)}).")
         return None
     return files
 
