@@ -76,6 +76,7 @@ class BSRLightningCLI(LightningCLI):
         (``--ckpt_path last_if_present`` resumes when one exists and starts fresh otherwise)."""
         for path, what in output_paths(self.trainer):
             check_writable(path, what)
+        warn_emulated_bf16(self.trainer)
         self._record_run()
         kwargs = self.config_init[self.subcommand]
         self._check_resume_hparams(kwargs.get("ckpt_path"))
@@ -155,6 +156,16 @@ class BSRLightningCLI(LightningCLI):
             loggers.append(Namespace(class_path="lightning.pytorch.loggers.TensorBoardLogger",
                                      init_args=Namespace(save_dir=root, version=version)))
         config.logger = loggers
+
+
+def warn_emulated_bf16(trainer) -> None:
+    """Warn once when bf16 runs on a CPU without native bf16 (no AVX-512 or AMX): torch emulates it there, some
+    30x slower than fp32 (``scripts/bench_bf16_cpu.py``)."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    on_cpu = trainer.strategy.root_device.type == "cpu"
+    if on_cpu and "bf16" in str(trainer.precision) and not capability.startswith(("AVX512", "AMX")):
+        warnings.warn(f"trainer.precision {trainer.precision} on a CPU with {capability} only: bf16 is emulated here "
+                      "and much slower than fp32. Pass --trainer.precision 32-true.", UserWarning, stacklevel=1)
 
 
 def _flat(value, prefix: str = "") -> dict:
