@@ -83,6 +83,7 @@ def test_user_regularizer_subclass_selected_from_cli(tiny_llama, synthetic_jsonl
                 return self.weight * (chosen.pow(2).mean() + rejected.pow(2).mean())
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "my_regs", raising=False)  # another test's my_regs may be imported already
     cli = cli_main(fit_args(tiny_llama, synthetic_jsonl, tmp_path, "--model.regularizer", "my_regs.L2Rewards",
                             "--model.regularizer.init_args.weight", "0.25"))
     import my_regs

@@ -1,6 +1,8 @@
 """The README's sequence on a fresh machine: the demo, then the custom-regularizer example, then the demo's model
 scored: the example never replaces the demo's export (it did: the export folder was hard-coded)."""
 
+import sys
+
 import pytest
 
 from bsr_lightning.cli import cli_main
@@ -24,6 +26,7 @@ QUICK = ["--data.num_pairs", "32", "--data.num_val_pairs", "16", "--trainer.max_
 
 def test_the_custom_regularizer_example_never_replaces_the_demos_export(tmp_path, monkeypatch):
     (tmp_path / "my_regs.py").write_text(MY_REGS)
+    monkeypatch.delitem(sys.modules, "my_regs", raising=False)  # another test's my_regs may be imported already
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     config = str(REPO / "configs/quickstart.yaml")
@@ -42,11 +45,11 @@ def test_the_custom_regularizer_example_never_replaces_the_demos_export(tmp_path
     data = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": "p", "chosen": "good answer", "rejected": "bad"}])
     metrics = cli_main(["evaluate", "--model", str(demo), "--data", data, "--output_dir", str(tmp_path / "eval")])
     assert metrics["pairs"] == 1
+    del sys.modules["my_regs"]  # not left for another test's my_regs
 
 
 def test_the_demo_prints_none_of_the_known_harmless_warnings(tmp_path):
     import subprocess
-    import sys
 
     done = subprocess.run([sys.executable, "-m", "bsr_lightning", "fit", "--config",
                            str(REPO / "configs/quickstart.yaml"), *QUICK, "--trainer.default_root_dir",

@@ -35,9 +35,10 @@ from bsr_lightning.experiments.sweep import sweep
 from bsr_lightning.noise import silence_known_noise
 from bsr_lightning.plan import format_plan, memory_plan
 from bsr_lightning.serving.server import serve
-from bsr_lightning.training.checkpoints import export, read_checkpoint
+from bsr_lightning.training.checkpoints import export
 from bsr_lightning.training.loggers import complete, expand_shortcuts, run_name
 from bsr_lightning.training.paths import RESUME_IF_PRESENT, check_writable, last_checkpoints, output_paths
+from bsr_lightning.training.preflight import changed_hparams, warn_emulated_bf16
 
 
 class BSRLightningCLI(LightningCLI):
@@ -156,40 +157,6 @@ class BSRLightningCLI(LightningCLI):
             loggers.append(Namespace(class_path="lightning.pytorch.loggers.TensorBoardLogger",
                                      init_args=Namespace(save_dir=root, version=version)))
         config.logger = loggers
-
-
-def warn_emulated_bf16(trainer) -> None:
-    """Warn once when bf16 runs on a CPU without native bf16 (no AVX-512 or AMX): torch emulates it there, some
-    30x slower than fp32 (``scripts/bench_bf16_cpu.py``)."""
-    capability = torch.backends.cpu.get_cpu_capability()
-    on_cpu = trainer.strategy.root_device.type == "cpu"
-    if on_cpu and "bf16" in str(trainer.precision) and not capability.startswith(("AVX512", "AMX")):
-        warnings.warn(f"trainer.precision {trainer.precision} on a CPU with {capability} only: bf16 is emulated here "
-                      "and much slower than fp32. Pass --trainer.precision 32-true.", UserWarning, stacklevel=1)
-
-
-def _flat(value, prefix: str = "") -> dict:
-    """``{"a.b.c": leaf}`` of nested dicts."""
-    if not isinstance(value, dict):
-        return {prefix.rstrip("."): value}
-    out = {}
-    for key, item in value.items():
-        out.update(_flat(item, f"{prefix}{key}."))
-    return out
-
-
-def changed_hparams(ckpt_path: str, hparams: dict) -> list[str]:
-    """``key: saved -> now`` for every model hyper-parameter (as plain data) that differs from the one saved in
-    ``ckpt_path``; the checkpoint is read as plain data only (``weights_only``, memory-mapped)."""
-    saved = read_checkpoint(ckpt_path)["hyper_parameters"]
-    old = _flat({k: v for k, v in saved.items() if not k.startswith("_")})
-    new = _flat({k: v for k, v in hparams.items() if not k.startswith("_")})
-    return [f"{key}: {old[key]!r} -> {new[key]!r}" for key in sorted(old.keys() & new.keys())
-            if _plain_value(old[key]) != _plain_value(new[key])]
-
-
-def _plain_value(value):
-    return list(value) if isinstance(value, tuple) else value
 
 
 def _function_command(function, args: list[str], skip: set[str] | None = None) -> Namespace:

@@ -41,9 +41,10 @@ def read_checkpoint(ckpt_path: str, weights_only: bool = True) -> dict:
     try:
         checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=weights_only)
     except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for what is not a checkpoint
-        if "Weights only load failed" in str(err):
-            raise UserError(f"checkpoint {ckpt_path} holds pickled Python objects, which are not loaded (no code from "
-                            "a file runs). If you wrote it yourself and trust it, pass --weights_only false.") from None
+        if "Weights only load failed" in str(err):  # torch says the same for garbage and for pickled objects
+            raise UserError(f"checkpoint {ckpt_path} cannot be read as plain data: it is not a checkpoint, or it holds "
+                            "pickled Python objects, which are not loaded (no code from a file runs). Pass "
+                            "--weights_only false only for a file you wrote yourself.") from None
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
         raise UserError(f"checkpoint {ckpt_path} cannot be read ({reason}); it is empty, truncated or not a "
                         "checkpoint. Give a .ckpt file that fit wrote.") from None
