@@ -71,6 +71,7 @@ def cases(m: dict) -> dict[str, tuple[list[str], str]]:
         "serve batch_size -1": (["serve", "--model", m["export"], "--batch_size", "-1"],
                                 "batch_size: must be at least 1"),
         "serve timeout -1": (["serve", "--model", m["export"], "--timeout", "-1"], "timeout: must be positive"),
+        "serve a missing model": (["serve", "--model", str(r / "no_such_model")], "not found"),
         "max_pairs 0": (fit_args(m["export"], m["data"], r / "fit0", "--data.max_pairs", "0"),
                         "data.max_pairs: must be at least 1"),
         "resume a garbage checkpoint": ([*fit_args(m["export"], m["data"], r / "fit1"), "--ckpt_path",

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from bsr_lightning.args import Sampling
 from bsr_lightning.backbones.export import dense_state_dict
-from bsr_lightning.errors import ConfigError
+from bsr_lightning.errors import ConfigError, require
 from bsr_lightning.rloo.generation import Generator, Rollout, build_rollout
 
 # attribute paths to the engine's torch model, newest vLLM first; the in-process engine needs no multiprocessing
@@ -80,10 +80,9 @@ class VLLMGenerate(Generator):
     def engine(self, model: nn.Module):
         """The vLLM engine, built on first use from the policy's directory."""
         if self._llm is None:
-            try:
-                from vllm import LLM
-            except ImportError:
-                raise ConfigError("VLLMGenerate needs vLLM: pip install 'bsr_lightning[vllm]' (CUDA only).") from None
+            require("vllm", "VLLMGenerate (CUDA only)")
+            from vllm import LLM
+
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the engine's model in this process
             base = model.get_base_model() if hasattr(model, "get_base_model") else model
             self._llm = LLM(model=base.config._name_or_path, dtype=self.dtype, seed=self.seed,
