@@ -85,6 +85,25 @@ def generate_preference_rows(num_pairs: int, seed: int = 0) -> list[dict]:
     return rows
 
 
+def response_table(num_prompts: int, per_prompt: int, seed: int = 0) -> list[dict]:
+    """One row per response ``{prompt, response, score, topic, generator}``: ``num_prompts`` prompts, each answered
+    ``per_prompt`` distinct times (``generator`` ``g0``.. by answer slot), ``score`` the gold reward; deterministic in
+    ``seed``. The shape ``scenarios`` splits and ``evaluate --format multi`` scores."""
+    rng = random.Random(seed)
+    rows = []
+    for index in range(num_prompts):
+        topic = TOPICS[index % len(TOPICS)]
+        prompt = PROMPTS[(index // len(TOPICS)) % len(PROMPTS)].format(t=topic)
+        seen: list[str] = []
+        while len(seen) < per_prompt:
+            text = _response(rng, topic)
+            if text not in seen:
+                seen.append(text)
+        rows += [{"prompt": prompt, "response": text, "score": gold_reward(prompt, text), "topic": topic,
+                  "generator": f"g{slot}"} for slot, text in enumerate(seen)]
+    return rows
+
+
 def vocabulary() -> list[str]:
     """Every whitespace-separated word the task can produce, sorted (the tiny model's word-level vocabulary)."""
     texts = [*POLITE, *RUDE, *TIPS, *FILLER, "I am not sure."]
