@@ -20,6 +20,7 @@ from bsr_lightning.backbones.model_card import describe
 from bsr_lightning.backbones.sharding import check_strategy
 from bsr_lightning.backbones.tokenizers import load_tokenizer
 from bsr_lightning.class_paths import plain
+from bsr_lightning.errors import UserError
 from bsr_lightning.training.optim import build_optimizer
 
 
@@ -114,8 +115,8 @@ class BackboneModule(L.LightningModule):
         self.strict_loading = False  # the frozen base is not in the checkpoint
         missing = sorted(n for n, p in self.named_parameters() if p.requires_grad and n not in checkpoint["state_dict"])
         if missing:
-            raise KeyError(f"Checkpoint lacks {len(missing)} trainable LoRA/head weights (first: {missing[0]}); was it "
-                           "written with the same `lora` settings?")
+            raise UserError(f"Checkpoint lacks {len(missing)} trainable LoRA/head weights (first: {missing[0]}); was "
+                            "it written with the same `lora` settings?")
 
     def optimizer_steps_per_batch(self) -> int:
         """Optimizer steps per training batch (RLOO takes several)."""

@@ -18,6 +18,7 @@ from transformers import (
 from bsr_lightning.args import Backbone
 from bsr_lightning.backbones.adapters import bnb_config
 from bsr_lightning.backbones.names import refuse_remote_code, resolve_model_path
+from bsr_lightning.errors import ConfigError
 
 log = logging.getLogger(__name__)
 HEAD_NAMES = ("score", "classifier")  # decoder-style (last-token pooled) first, then encoder-style
@@ -36,7 +37,7 @@ def score_head_name(model: nn.Module) -> str:
     for name in HEAD_NAMES:
         if isinstance(getattr(model, name, None), nn.Module):
             return name
-    raise ValueError(f"{type(model).__name__} has no score head named one of {HEAD_NAMES}.")
+    raise ConfigError(f"{type(model).__name__} has no score head named one of {HEAD_NAMES}.")
 
 
 def find_score_head(model: nn.Module) -> nn.Module:
@@ -65,7 +66,7 @@ def init_score_head(model: nn.Module, init: str) -> None:
     if init == "default":
         return
     if init != "normal":
-        raise ValueError(f"score_init must be 'default' or 'normal', got {init!r}.")
+        raise ConfigError(f"score_init must be 'default' or 'normal', got {init!r}.")
     linear = [m for m in find_score_head(model).modules() if isinstance(m, nn.Linear)][-1]
     with torch.no_grad():
         linear.weight.normal_(0.0, 1.0 / math.sqrt(linear.in_features + 1))

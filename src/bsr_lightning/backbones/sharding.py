@@ -24,6 +24,7 @@ from torch import nn
 
 from bsr_lightning.backbones.export import rebuild_plain
 from bsr_lightning.class_paths import import_class
+from bsr_lightning.errors import ConfigError
 
 
 def decoder_layer_classes(model: nn.Module) -> set[type[nn.Module]]:
@@ -31,7 +32,7 @@ def decoder_layer_classes(model: nn.Module) -> set[type[nn.Module]]:
     names = set(getattr(model, "_no_split_modules", None) or [])
     classes = {type(m) for m in model.modules() if type(m).__name__ in names}
     if not classes:
-        raise ValueError(f"{type(model).__name__} names no decoder layer class (_no_split_modules={sorted(names)}); "
+        raise ConfigError(f"{type(model).__name__} names no decoder layer class (_no_split_modules={sorted(names)}); "
                          "give `layer_classes` explicitly.")
     return classes
 
@@ -89,11 +90,11 @@ def check_strategy(trainer, quantization: str | None, lora) -> None:
         return
     name = type(strategy).__name__
     if quantization is not None:
-        raise ValueError(f"quantization={quantization!r} cannot be combined with {name}: sharding does not keep "
+        raise ConfigError(f"quantization={quantization!r} cannot be combined with {name}: sharding does not keep "
                          "bitsandbytes' quantization state. Use DDP (`strategy: ddp`) for QLoRA, or drop "
                          "`quantization` and shard bf16 weights.")
     if lora is not None:
-        raise ValueError(f"LoRA is not supported with {name} in bsr_lightning; use DDP for LoRA/QLoRA, or train all "
+        raise ConfigError(f"LoRA is not supported with {name} in bsr_lightning; use DDP for LoRA/QLoRA, or train all "
                          "weights with sharding.")
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from bsr_lightning.backbones.tokenizers import chat_text, template_writes_specials
 from bsr_lightning.data.formats import Message, PreferencePair
-from bsr_lightning.errors import RowError, check
+from bsr_lightning.errors import ConfigError, RowError, check
 
 log = logging.getLogger(__name__)
 Overlong = Literal["drop", "truncate_left", "truncate_right"]
@@ -150,7 +150,7 @@ class PairEncoder:
             tail += 1
         keep = self.max_length - head - tail
         if keep <= 0:
-            raise ValueError(f"max_length {self.max_length} leaves no room for text besides special tokens.")
+            raise ConfigError(f"max_length {self.max_length} leaves no room for text besides special tokens.")
         body = ids[head : len(ids) - tail]
         body = body[-keep:] if self.overlong == "truncate_left" else body[:keep]
         return ids[:head] + body + ids[len(ids) - tail :]

@@ -58,7 +58,7 @@ def module_tokenizer(datamodule: L.LightningDataModule, name: str | None, chat_t
         return load_tokenizer(name, chat_template)
     module = datamodule.trainer.lightning_module if datamodule.trainer is not None else None
     if getattr(module, "tokenizer", None) is None:
-        raise ValueError(f"{type(datamodule).__name__} has no tokenizer: set `tokenizer`, or attach it to a module "
+        raise ConfigError(f"{type(datamodule).__name__} has no tokenizer: set `tokenizer`, or attach it to a module "
                          "that has one (RewardModel, SFTModel and RLOOPolicy do).")
     if chat_template is not None:
         module.tokenizer.chat_template = resolve_template(chat_template, "data.chat_template")

@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from bsr_lightning.errors import ConfigError
+
 PACKING_ATTENTION = ("sdpa", "eager", "flash_attention_2", "flash_attention_3")
 
 
@@ -45,7 +47,7 @@ class LengthBuckets(ForwardMode):
 
     def __init__(self, buckets: int = 4) -> None:
         if buckets < 1:
-            raise ValueError(f"LengthBuckets needs buckets >= 1, got {buckets}.")
+            raise ConfigError(f"LengthBuckets needs buckets >= 1, got {buckets}.")
         self.buckets = buckets
 
     def __call__(self, module, input_ids, attention_mask):

@@ -18,7 +18,7 @@ from bsr_lightning.backbones.loading import (
 )
 from bsr_lightning.backbones.sharding import shard_fsdp2
 from bsr_lightning.base import BackboneModule
-from bsr_lightning.errors import check
+from bsr_lightning.errors import ConfigError, check
 from bsr_lightning.reward.forward import PACKING_ATTENTION, ForwardMode, Packed, Padded
 from bsr_lightning.reward.losses import BradleyTerry, PairwiseLoss
 from bsr_lightning.reward.metrics import RewardMetrics, batch_summary
@@ -96,7 +96,7 @@ class RewardModel(BackboneModule):
     def _check_forward_mode(self, plain) -> None:
         attention = plain.config._attn_implementation
         if isinstance(self.forward_mode, Packed) and (self.pooling != "last" or attention not in PACKING_ATTENTION):
-            raise ValueError(f"Packed forward needs a decoder with attention in {PACKING_ATTENTION} (got "
+            raise ConfigError(f"Packed forward needs a decoder with attention in {PACKING_ATTENTION} (got "
                              f"{type(plain).__name__}, {attention!r}); use "
                              "bsr_lightning.reward.forward.LengthBuckets for encoders.")
 

@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
+from bsr_lightning.errors import ConfigError
+
 
 class Reference:
     """Base class: ``attach`` is given the policy's model before training; ``logprobs(policy, fn)`` returns
@@ -50,6 +52,6 @@ class DisabledAdapters(Reference):
 
     def logprobs(self, policy: nn.Module, fn: Callable[[nn.Module], Tensor]) -> Tensor:
         if not hasattr(policy, "disable_adapter"):
-            raise ValueError("DisabledAdapters needs a LoRA policy (`backbone.lora`); use FrozenCopy otherwise.")
+            raise ConfigError("DisabledAdapters needs a LoRA policy (`backbone.lora`); use FrozenCopy otherwise.")
         with policy.disable_adapter():
             return fn(policy)

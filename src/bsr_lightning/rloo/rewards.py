@@ -19,7 +19,7 @@ import urllib.request
 import torch
 
 from bsr_lightning.data.formats import Message
-from bsr_lightning.errors import UserError, check
+from bsr_lightning.errors import ConfigError, UserError, check
 from bsr_lightning.reward.scoring import ConversationScorer, load_reward_model
 
 __all__ = ["FunctionReward", "HTTPReward", "ModelReward", "RewardSource", "WeightedRewards", "prompt_text"]
@@ -70,7 +70,7 @@ class FunctionReward(RewardSource):
         try:
             self._fn = getattr(importlib.import_module(module_name), name)
         except (ImportError, AttributeError, ValueError) as err:
-            raise ValueError(f"Reward function {import_path!r} not found ({err}); give 'module:function' with the "
+            raise ConfigError(f"Reward function {import_path!r} not found ({err}); give 'module:function' with the "
                              "module importable (on PYTHONPATH or installed).") from err
         self.import_path = import_path
 
@@ -80,7 +80,7 @@ class FunctionReward(RewardSource):
             return torch.tensor([float(self._fn(p, r)) for p, r in zip(texts, responses, strict=True)])
         scores = list(self._fn(texts, responses))
         if len(scores) != len(responses):
-            raise ValueError(f"reward function {self.import_path} returned {len(scores)} scores for {len(responses)} "
+            raise ConfigError(f"reward function {self.import_path} returned {len(scores)} scores for {len(responses)} "
                              "responses (batched: one score per response, in order).")
         return torch.tensor([float(s) for s in scores])
 

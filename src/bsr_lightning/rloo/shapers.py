@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from bsr_lightning.errors import ConfigError
+
 __all__ = ["Center", "Clip", "MissingEOSPenalty", "RMSNormalize", "RewardShaper", "Whiten"]
 
 
@@ -69,7 +71,7 @@ class Clip(RewardShaper):
 
     def __init__(self, limit: float = 5.0) -> None:
         if limit <= 0:
-            raise ValueError(f"Clip limit must be positive, got {limit}.")
+            raise ConfigError(f"Clip limit must be positive, got {limit}.")
         self.limit = limit
 
     def scores(self, scores: Tensor, has_eos: Tensor) -> Tensor:

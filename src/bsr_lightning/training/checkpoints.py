@@ -20,7 +20,7 @@ from bsr_lightning.backbones.hub import check_push
 from bsr_lightning.backbones.hub import push_to_hub as upload
 from bsr_lightning.base import BackboneModule
 from bsr_lightning.class_paths import check_file_class_paths, import_subclass
-from bsr_lightning.errors import PathNotFound, UserError
+from bsr_lightning.errors import ConfigError, PathNotFound, UserError
 from bsr_lightning.files import check_export_dir
 
 
@@ -66,7 +66,7 @@ def build_from_hparams(cls: type[BackboneModule], hparams: dict, where: str = "c
     except ArgumentError as err:
         lines = [line.strip(" -") for line in str(err).splitlines() if line.strip()]
         reason = next((line for line in lines if "does not correspond" in line), lines[-1])
-        raise ValueError(f"{where}: its hyper-parameters do not fit {cls.__name__} ({lines[0]} {reason}). "
+        raise ConfigError(f"{where}: its hyper-parameters do not fit {cls.__name__} ({lines[0]} {reason}). "
                          "Only the classes a module's signature expects are built from a checkpoint.") from None
     return parser.instantiate_classes(config).module
 

@@ -8,6 +8,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from bsr_lightning.errors import ConfigError
+
 log = logging.getLogger(__name__)
 OnNonFinite = Literal["error", "skip"]
 
@@ -22,7 +24,7 @@ class NonFiniteGuard:
 
     def __init__(self, policy: OnNonFinite = "error") -> None:
         if policy not in ("error", "skip"):
-            raise ValueError(f"on_nonfinite must be 'error' or 'skip', got {policy!r}.")
+            raise ConfigError(f"on_nonfinite must be 'error' or 'skip', got {policy!r}.")
         self.policy = policy
         self.skipped = 0
 
