@@ -93,3 +93,14 @@ def test_sweep_tabulates_every_regularizer_and_scenario(tmp_path, tiny_llama):
     assert 0.0 <= float(written[1]["val1_mean"]) <= 1.0 and -1.0 <= float(written[0]["val4_mean"]) <= 1.0
     assert "± " in (tmp_path / "sweep" / "table.md").read_text()
     assert (tmp_path / "sweep" / "table.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_an_empty_split_is_written_with_a_warning_that_says_why(tmp_path, caplog):
+    import logging
+
+    data = write_jsonl(tmp_path / "table.jsonl", table())
+    with caplog.at_level(logging.WARNING):
+        counts = cli_main(["scenarios", "--data", data, "--output_dir", str(tmp_path / "out"), "--generator_fraction",
+                           "0.1"])  # 1 held-out generator: no prompt has 4 responses from it
+    assert counts["val3"] == counts["val4"] == 0 and (tmp_path / "out" / "val3.jsonl").read_text() == ""
+    assert "val3 is empty" in caplog.text and "lower --responses_per_prompt" in caplog.text
