@@ -106,3 +106,19 @@ def test_a_missing_data_file_names_the_path_and_key(tmp_path):
     with pytest.raises(PathNotFound, match=r"data file not found: .*nope.jsonl .*data.path"):
         list(iter_raw_rows(str(tmp_path / "nope.jsonl")))
     write_jsonl(tmp_path / "ok.jsonl", [ROW])
+
+
+def test_allowed_values_come_from_the_literal_types():
+    from typing import get_args
+
+    from bsr_lightning.args import Schedule
+    from bsr_lightning.data.encoding import Overlong
+
+    with pytest.raises(ConfigError, match=r"model.regularizer.init_args.scope: must be one of 'device', 'global', "
+                                          r"got 'world'"):
+        BatchSumToZero(scope="world")
+    with pytest.raises(ConfigError, match="optimization.schedule: must be one of " + ", ".join(
+            repr(v) for v in get_args(Schedule))):
+        Optimization(schedule="step")
+    with pytest.raises(ConfigError, match="overlong: must be one of " + ", ".join(repr(v) for v in get_args(Overlong))):
+        PairEncoder(None, 8, "cut")

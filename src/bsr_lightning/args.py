@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bsr_lightning.chat_templates import resolve_template
-from bsr_lightning.errors import ConfigError, check
+from bsr_lightning.errors import ConfigError, check, check_choice
 
 Quantization = Literal["nf4", "int8"]
 Schedule = Literal["constant", "linear", "cosine"]
@@ -71,8 +71,8 @@ class Backbone:
         self.chat_template = resolve_template(self.chat_template)
         if isinstance(self.lora, dict):  # as stored in checkpoints
             self.lora = LoRA(**self.lora)
-        if self.quantization is not None and self.quantization not in ("nf4", "int8"):
-            raise ConfigError(f"backbone.quantization must be 'nf4', 'int8' or null, got {self.quantization!r}.")
+        if self.quantization is not None:
+            check_choice(self.quantization, Quantization, "backbone.quantization")
         if self.quantization is not None and self.lora is None:
             raise ConfigError(f"backbone.quantization={self.quantization!r} needs LoRA adapters: quantized weights are "
                              "frozen. Add `lora: {r: 16, alpha: 32}` to the backbone, or drop `quantization`.")
@@ -106,8 +106,7 @@ class Optimization:
     fused: bool | None = None
 
     def __post_init__(self) -> None:
-        if self.schedule not in ("constant", "linear", "cosine"):
-            raise ConfigError(f"optimization.schedule must be 'constant', 'linear' or 'cosine', got {self.schedule!r}.")
+        check_choice(self.schedule, Schedule, "optimization.schedule")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ConfigError(f"optimization.warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
         check(self.lr > 0, "optimization.lr", f"must be positive, got {self.lr}.")

@@ -40,6 +40,16 @@ def check(condition: bool, key: str, message: str) -> None:
         raise ConfigError(f"{key}: {message}")
 
 
+def check_choice(value, choices, key: str) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is one of the ``Literal`` type ``choices`` (``typing.get_args``:
+    the allowed values are written once, in the type)."""
+    from typing import get_args
+
+    allowed = get_args(choices)
+    if value not in allowed:
+        raise ConfigError(f"{key}: must be one of {', '.join(map(repr, allowed))}, got {value!r}.")
+
+
 class MissingExtra(UserError, ImportError):
     """An optional dependency is not installed; the message gives the exact pip command."""
 

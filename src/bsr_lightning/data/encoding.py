@@ -11,7 +11,7 @@ import numpy as np
 
 from bsr_lightning.backbones.tokenizers import chat_text, template_writes_specials
 from bsr_lightning.data.formats import Message, PreferencePair
-from bsr_lightning.errors import ConfigError, RowError, check
+from bsr_lightning.errors import ConfigError, RowError, check, check_choice
 
 log = logging.getLogger(__name__)
 Overlong = Literal["drop", "truncate_left", "truncate_right"]
@@ -46,8 +46,7 @@ class PairEncoder:
     """
 
     def __init__(self, tokenizer, max_length: int, overlong: Overlong = "drop", bad_rows: str = "error") -> None:
-        check(overlong in ("drop", "truncate_left", "truncate_right"), "overlong",
-              f"must be 'drop', 'truncate_left' or 'truncate_right', got {overlong!r}.")
+        check_choice(overlong, Overlong, "overlong")
         check(max_length >= 1, "max_length", f"must be at least 1, got {max_length}.")
         self.tokenizer = tokenizer
         self.bad_rows = bad_rows

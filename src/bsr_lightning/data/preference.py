@@ -16,7 +16,7 @@ from bsr_lightning.data.encoding import Overlong, PairEncoder
 from bsr_lightning.data.formats import PreferencePair, RowError, row_to_pair
 from bsr_lightning.data.loading import iter_raw_rows, local_files
 from bsr_lightning.data.resumable import EpochShuffleSampler, ResumableData, rng_free_loader
-from bsr_lightning.errors import ConfigError, DataError, check
+from bsr_lightning.errors import ConfigError, DataError, check, check_choice
 
 log = logging.getLogger(__name__)
 BadRows = Literal["error", "skip"]
@@ -71,7 +71,7 @@ def check_loader_args(batch_size: int, max_length: int, num_workers: int, val_fr
     check(max_length >= 1, "data.max_length", f"must be at least 1 token, got {max_length}.")
     check(num_workers >= 0, "data.num_workers", f"must be 0 or more, got {num_workers}.")
     check(0.0 <= val_fraction < 1.0, "data.val_fraction", f"must be in [0, 1), got {val_fraction}.")
-    check(bad_rows in ("error", "skip"), "data.bad_rows", f"must be 'error' or 'skip', got {bad_rows!r}.")
+    check_choice(bad_rows, BadRows, "data.bad_rows")
 
 
 def require_rows(kept: list, split: str, counts: dict, max_length: int, overlong: str) -> None:

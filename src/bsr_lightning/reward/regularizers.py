@@ -23,7 +23,10 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from bsr_lightning.errors import check
+from bsr_lightning.errors import check, check_choice
+
+Scope = Literal["device", "global"]
+"""Where BSR's batch mean is taken: each device's micro-batch (the paper's code) or all devices together."""
 
 __all__ = ["BatchSumToZero", "HiddenNormVariance", "LogitNorm", "NoRegularizer", "PairOutputs", "Regularizer",
            "RewardCentering"]
@@ -141,9 +144,8 @@ class BatchSumToZero(Regularizer):
     MIN_PAIRS = 4  # below this, the "batch" mean is too few rewards to centre a batch: warn once
     batch_statistic = True
 
-    def __init__(self, weight: float = 1e-3, scope: Literal["device", "global"] = "device") -> None:
-        check(scope in ("device", "global"), "model.regularizer.init_args.scope",
-              f"BatchSumToZero scope must be 'device' or 'global', got {scope!r}.")
+    def __init__(self, weight: float = 1e-3, scope: Scope = "device") -> None:
+        check_choice(scope, Scope, "model.regularizer.init_args.scope")
         check_weight(weight)
         self.weight = weight
         self.scope = scope

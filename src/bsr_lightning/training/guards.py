@@ -8,7 +8,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from bsr_lightning.errors import ConfigError
+from bsr_lightning.errors import check_choice
 
 log = logging.getLogger(__name__)
 OnNonFinite = Literal["error", "skip"]
@@ -23,8 +23,7 @@ class NonFiniteGuard:
     """
 
     def __init__(self, policy: OnNonFinite = "error") -> None:
-        if policy not in ("error", "skip"):
-            raise ConfigError(f"on_nonfinite must be 'error' or 'skip', got {policy!r}.")
+        check_choice(policy, OnNonFinite, "on_nonfinite")
         self.policy = policy
         self.skipped = 0
 
