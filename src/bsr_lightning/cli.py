@@ -22,6 +22,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+import yaml
 from jsonargparse import ArgumentParser, Namespace
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
@@ -37,7 +38,13 @@ from bsr_lightning.plan import format_plan, memory_plan
 from bsr_lightning.serving.server import serve
 from bsr_lightning.training.checkpoints import export
 from bsr_lightning.training.loggers import complete, expand_shortcuts, run_name
-from bsr_lightning.training.paths import RESUME_IF_PRESENT, check_writable, last_checkpoints, output_paths
+from bsr_lightning.training.paths import (
+    RESUME_IF_PRESENT,
+    check_writable,
+    checkpoint_dirs,
+    last_checkpoints,
+    output_paths,
+)
 from bsr_lightning.training.preflight import changed_hparams, warn_emulated_bf16
 
 
@@ -84,11 +91,14 @@ class BSRLightningCLI(LightningCLI):
         if kwargs.get("ckpt_path") not in ("last", RESUME_IF_PRESENT):
             return
         found = last_checkpoints(self.trainer)
+        newest = max(found, key=os.path.getmtime) if found else None
         if kwargs["ckpt_path"] == RESUME_IF_PRESENT:
-            kwargs["ckpt_path"] = "last" if found else None
-            print(f"Resuming from {max(found, key=os.path.getmtime)}" if found else "No checkpoint yet: fresh start.")
-        elif not found:
-            dirs = sorted({str(cb.dirpath) for cb in self.trainer.checkpoint_callbacks if cb.dirpath}) or ["(none)"]
+            kwargs["ckpt_path"] = newest  # an explicit path: Lightning's own "last" lookup is not needed
+            print(f"Resuming from {newest}" if found else "No checkpoint yet: fresh start.")
+        elif found:
+            kwargs["ckpt_path"] = newest
+        else:
+            dirs = checkpoint_dirs(self.trainer) or ["(none)"]
             raise PathNotFound(f"--ckpt_path last: no last checkpoint in {', '.join(dirs)}. Resuming needs a "
                                "ModelCheckpoint with `dirpath` and `save_last: true` in the config that wrote it. "
                                f"Start without --ckpt_path, or pass --ckpt_path {RESUME_IF_PRESENT} to resume only "
@@ -115,7 +125,8 @@ class BSRLightningCLI(LightningCLI):
         if not hasattr(self.model, "run_record"):
             return
         try:
-            config = self._parser(self.subcommand).dump(self.config[self.subcommand], skip_none=False)
+            config = yaml.safe_dump(yaml.safe_load(self.parser.dump(self.config, skip_none=False))[self.subcommand],
+                                    sort_keys=False)
         except (TypeError, ValueError):
             config = None
         hparams = getattr(self.datamodule, "hparams", {}) or {}

@@ -210,8 +210,8 @@ class RewardModel(BackboneModule):
     def configure_model(self) -> None:
         """Under ``ModelParallelStrategy``: FSDP2 ``fully_shard`` per decoder layer, then the whole backbone; then
         ``torch.compile`` when asked."""
-        if self._device_mesh is not None:
-            shard_fsdp2(self.backbone, self._device_mesh)
+        if self.device_mesh is not None:
+            shard_fsdp2(self.backbone, self.device_mesh)
         if self.hparams.compile and not self._compiled:
             self.backbone.compile()
             self._compiled = True

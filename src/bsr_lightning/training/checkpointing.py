@@ -99,14 +99,10 @@ class PeriodicCheckpoint(ModelCheckpoint):
             raise ConfigError(f"PeriodicCheckpoint every_n_train_steps must be at least 1, got {every_n_train_steps}.")
         super().__init__(dirpath=dirpath, every_n_train_steps=every_n_train_steps, save_last=True, save_top_k=0)
 
-    def _stable_dirpath(self, trainer: L.Trainer) -> None:
-        if self.dirpath is None:
-            self.dirpath = os.path.join(trainer.default_root_dir, "checkpoints")
+    def resolved_dirpath(self, trainer: L.Trainer) -> str:
+        """``dirpath``, or ``<trainer.default_root_dir>/checkpoints`` when none was given."""
+        return self.dirpath or os.path.join(trainer.default_root_dir, "checkpoints")
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self._stable_dirpath(trainer)
+        self.dirpath = self.resolved_dirpath(trainer)
         super().setup(trainer, pl_module, stage)
-
-    def _find_last_checkpoints(self, trainer: L.Trainer) -> set[str]:
-        self._stable_dirpath(trainer)  # Lightning looks for "last" before setup
-        return super()._find_last_checkpoints(trainer)

@@ -22,6 +22,7 @@ from bsr_lightning.base import BackboneModule
 from bsr_lightning.class_paths import check_file_class_paths, import_subclass
 from bsr_lightning.errors import ConfigError, PathNotFound, UserError
 from bsr_lightning.files import check_export_dir
+from bsr_lightning.training.lightning_compat import load_sharded_checkpoint
 
 
 def read_checkpoint(ckpt_path: str, weights_only: bool = True) -> dict:
@@ -35,9 +36,7 @@ def read_checkpoint(ckpt_path: str, weights_only: bool = True) -> dict:
         if not (path / ".metadata").is_file():
             raise UserError(f"checkpoint {ckpt_path} is a folder without a sharded checkpoint's .metadata (an export? "
                             "give it as --model to evaluate, or pass the .ckpt file or sharded folder fit wrote).")
-        from lightning.fabric.utilities.load import _load_distributed_checkpoint
-
-        return _load_distributed_checkpoint(path)
+        return load_sharded_checkpoint(path)
     try:
         checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=weights_only)
     except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for what is not a checkpoint

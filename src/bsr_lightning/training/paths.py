@@ -33,10 +33,21 @@ def output_paths(trainer) -> list[tuple[str, str]]:
     return paths
 
 
-def last_checkpoints(trainer) -> list[str]:
-    """The ``last*.ckpt`` files the trainer's ModelCheckpoint callbacks would resume from (Lightning's own lookup)."""
-    found = set()
+def checkpoint_dirs(trainer) -> list[str]:
+    """The folders the trainer's ModelCheckpoint callbacks write to (``PeriodicCheckpoint``'s default included)."""
+    dirs = set()
     for callback in trainer.checkpoint_callbacks:
         if isinstance(callback, ModelCheckpoint):
-            found |= callback._find_last_checkpoints(trainer)
-    return sorted(found)
+            dirpath = callback.dirpath
+            if dirpath is None and hasattr(callback, "resolved_dirpath"):
+                dirpath = callback.resolved_dirpath(trainer)
+            if dirpath:
+                dirs.add(str(dirpath))
+    return sorted(dirs)
+
+
+def last_checkpoints(trainer) -> list[str]:
+    """The ``last*.ckpt`` files in the folders of the trainer's ModelCheckpoint callbacks (a ``PeriodicCheckpoint``
+    without ``dirpath`` writes to ``<default_root_dir>/checkpoints``), as Lightning's ``ckpt_path="last"`` finds
+    them."""
+    return sorted(str(p) for d in checkpoint_dirs(trainer) for p in Path(d).glob("last*.ckpt"))
