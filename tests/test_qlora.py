@@ -66,7 +66,7 @@ def test_qlora_reward_model_trains_exports_and_scores_equal(synthetic_jsonl, tmp
 def test_quantization_without_lora_is_refused(tiny_llama):
     with pytest.raises(ValueError, match="needs LoRA adapters"):
         Backbone(tiny_llama, quantization="nf4")
-    with pytest.raises(ValueError, match="quantization must be"):
+    with pytest.raises(ValueError, match="quantization: must be one of .nf4., .int8."):
         Backbone(tiny_llama, lora=LoRA(r=4), quantization="fp8")
 
 
