@@ -154,7 +154,7 @@ def test_length_grouped_sampler_is_a_permutation_with_similar_lengths():
 
 
 @pytest.mark.parametrize("overlong", ["truncate_left", "truncate_right", "drop"])
-def test_huge_messages_are_cut_before_tokenizing_without_changing_the_kept_tokens(tiny_llama, overlong):
+def test_huge_messages_are_cut_before_tokenizing_without_changing_the_kept_tokens(tiny_llama, overlong, caplog):
 
     tok = load_tokenizer(tiny_llama)
     encoder = PairEncoder(tok, 16, overlong)
@@ -162,7 +162,9 @@ def test_huge_messages_are_cut_before_tokenizing_without_changing_the_kept_token
                     {"role": "assistant", "content": "jumps over " * 20000 + "the lazy dog"}]
     capped = encoder.cap_characters(conversation)
     assert max(len(m["content"]) for m in capped) == encoder.char_cap < 50_000
-    got, counts = encoder.encode_sequences([conversation], "huge")
+    with caplog.at_level(logging.WARNING):
+        got, counts = encoder.encode_sequences([conversation], "huge")
+    assert f"over {encoder.char_cap} characters, cut to that before tokenizing" in caplog.text
     full = encoder._tokenize([conversation])[0]  # the whole text, tokenized as before the cap
     expected = None if overlong == "drop" else encoder._truncate(full)
     assert got == [expected] and counts["capped_before_tokenizing"] == 1 and counts["overlong"] == 1

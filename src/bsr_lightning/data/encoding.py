@@ -107,6 +107,10 @@ class PairEncoder:
                 continue
             counts["truncated"] += too_long
             out.append(self._truncate(seq))
+        if counts["capped_before_tokenizing"]:
+            log.warning("%s: %d conversations had a message over %d characters, cut to that before tokenizing "
+                        "(max_length=%d tokens, policy %r: no kept token changes).", name,
+                        counts["capped_before_tokenizing"], self.char_cap, self.max_length, self.overlong)
         if counts["overlong"]:
             log.warning("%s: %d of %d sequences longer than max_length=%d (policy %r).", name, counts["overlong"],
                         len(ids), self.max_length, self.overlong)
