@@ -53,22 +53,20 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         handle.write(text)
 
 
-def check_export_dir(output_dir: str | Path, overwrite: bool = False) -> None:
+def check_export_dir(output_dir: str | Path, overwrite: bool = False) -> dict[str, str]:
     """Refuse to export into a non-empty directory that holds files no earlier export wrote (per its manifest's
-    hashes: :func:`owned_files`), unless ``overwrite``."""
+    hashes: :func:`owned_files`), unless ``overwrite``. Returns the earlier export's owned files (hashed once)."""
     path = Path(output_dir)
     if not path.exists():
-        return
+        return {}
     if not path.is_dir():
         raise UserError(f"export directory {path} is a file; choose a directory.")
-    if (path / MANIFEST).exists() and not (path / MANIFEST).is_file():
-        raise UserError(f"export directory {path}: {MANIFEST} there is not a file; no export wrote it. Remove it, or "
-                        "choose another directory.")
+    _check_manifest_is_a_file(path, MANIFEST)
     owned = owned_files(path, MANIFEST)
     tops = {name.split("/", 1)[0] for name in owned}
     foreign = sorted(p.name for p in path.iterdir() if p.name != MANIFEST and p.name not in tops)
     if not foreign or overwrite:
-        return
+        return owned
     raise UserError(f"export directory {path} is not empty: {len(foreign)} file(s) there no export wrote (e.g. "
                     f"{foreign[0]!r}); "
                     "choose an empty or new directory, or pass --overwrite (export callback: `overwrite: true`) to "
@@ -78,12 +76,25 @@ def check_export_dir(output_dir: str | Path, overwrite: bool = False) -> None:
 OUTPUTS = ".bsr_lightning_outputs.json"  # in each output folder of evaluate, scenarios, diagnose, sweep
 
 
+def _read_manifest(directory: Path, manifest: str) -> dict:
+    """A manifest's JSON object; ``{}`` when it is missing, unreadable or not an object (it then vouches for
+    nothing)."""
+    try:
+        data = json.loads((directory / manifest).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _check_manifest_is_a_file(directory: Path, manifest: str) -> None:
+    if (directory / manifest).exists() and not (directory / manifest).is_file():
+        raise UserError(f"{directory}: {manifest} there is not a file; this package did not write it. Remove it, or "
+                        "choose another directory.")
+
+
 def export_run(output_dir: str | Path) -> str | None:
     """The command recorded in an earlier export's manifest (None without one, or when it recorded none)."""
-    try:
-        run = json.loads((Path(output_dir) / MANIFEST).read_text()).get("run")
-    except (OSError, ValueError, AttributeError):
-        return None
+    run = _read_manifest(Path(output_dir), MANIFEST).get("run")
     return run if isinstance(run, str) else None
 
 
@@ -115,10 +126,7 @@ def owned_files(directory: str | Path, manifest: str = OUTPUTS) -> dict[str, str
     its manifest that are relative, inside the folder, regular files, and hash as recorded. A forged or stale
     manifest vouches for nothing else (those files are the user's)."""
     directory = Path(directory)
-    try:
-        recorded = json.loads((directory / manifest).read_text()).get("files", {})
-    except (OSError, ValueError, AttributeError):
-        return {}
+    recorded = _read_manifest(directory, manifest).get("files", {})
     if not isinstance(recorded, dict):
         return {}  # an old manifest without hashes: nothing is known to be ours
     owned = {}
@@ -146,12 +154,10 @@ def claim_output_dir(output_dir: str | Path, outputs: list[str], inputs: list[st
         if Path(source).exists() and Path(source).resolve() in targets:
             raise UserError(f"{command} would write its output over its input {source}; choose another "
                             "--output_dir.")
-    if (path / OUTPUTS).exists() and not (path / OUTPUTS).is_file():
-        raise UserError(f"output_dir {path}: {OUTPUTS} there is not a file; remove it or choose another directory.")
+    _check_manifest_is_a_file(path, OUTPUTS)
     if path.is_dir() and not overwrite:
-        owned = owned_files(path)
-        foreign = sorted(p.name for p in path.iterdir() if p.name != OUTPUTS and p.name not in owned
-                         and not (p.is_dir() and p.name in _recorded_dirs(path)))
+        ours = {OUTPUTS, *owned_files(path), *_recorded_dirs(path)}
+        foreign = sorted(p.name for p in path.iterdir() if p.name not in ours)
         if foreign:
             raise UserError(f"output_dir {path} holds {len(foreign)} file(s) {command} did not write (e.g. "
                             f"{foreign[0]!r}); choose a new or empty directory, or pass --overwrite to write into it "
@@ -160,11 +166,10 @@ def claim_output_dir(output_dir: str | Path, outputs: list[str], inputs: list[st
 
 
 def _recorded_dirs(directory: Path) -> set[str]:
-    try:
-        dirs = json.loads((directory / OUTPUTS).read_text()).get("dirs", [])
-    except (OSError, ValueError, AttributeError):
-        return set()
-    return {d for d in dirs if isinstance(d, str) and _inside(directory, d) is not None}
+    """The sub-folders a command recorded making (relative names inside ``directory`` only)."""
+    dirs = _read_manifest(directory, OUTPUTS).get("dirs", [])
+    return {d for d in dirs if isinstance(d, str) and _inside(directory, d) is not None} if isinstance(dirs, list) \
+        else set()
 
 
 def record_outputs(output_dir: str | Path, outputs: list[str], dirs: list[str] = ()) -> None:

@@ -19,7 +19,7 @@ from torch import nn
 
 from bsr_lightning.backbones.model_card import export_files
 from bsr_lightning.backbones.tokenizers import export_tokenizer, template_writes_specials
-from bsr_lightning.files import MANIFEST, apply_umask, check_export_dir, owned_files, sha256_of
+from bsr_lightning.files import MANIFEST, apply_umask, check_export_dir, sha256_of
 
 
 def save_pretrained_atomic(model, tokenizer, output_dir: str | Path, overwrite: bool = False,
@@ -33,7 +33,7 @@ def save_pretrained_atomic(model, tokenizer, output_dir: str | Path, overwrite: 
     umask. ``extra_files`` (name -> text: the model card, the training config) are written beside the weights.
     """
     output_dir = Path(output_dir)
-    check_export_dir(output_dir, overwrite)
+    earlier = check_export_dir(output_dir, overwrite)  # the earlier export's files, hashed once here
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
     try:
@@ -51,17 +51,17 @@ def save_pretrained_atomic(model, tokenizer, output_dir: str | Path, overwrite: 
         if not output_dir.exists():
             tmp.rename(output_dir)
             return output_dir
-        _merge_into(tmp, output_dir, written)
+        _merge_into(tmp, output_dir, written, set(earlier))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return output_dir
 
 
-def _merge_into(tmp: Path, output_dir: Path, written: list[str]) -> None:
-    """Move the new export's files into an existing directory; drop only the earlier export's leftovers: files its
-    manifest lists inside the folder with the hash it recorded (:func:`~bsr_lightning.files.owned_files`). A file
-    whose hash differs, or a name that leads outside, is the user's and stays."""
-    earlier = set(owned_files(output_dir, MANIFEST))
+def _merge_into(tmp: Path, output_dir: Path, written: list[str], earlier: set[str]) -> None:
+    """Move the new export's files into an existing directory; drop only the earlier export's leftovers
+    (``earlier``: the files its manifest lists inside the folder with the hash it recorded,
+    :func:`~bsr_lightning.files.owned_files`). A file whose hash differs, or a name that leads outside, is the
+    user's and stays."""
     for name in [*written, MANIFEST]:  # the manifest last: it vouches for a complete export
         (output_dir / name).parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp / name, output_dir / name)

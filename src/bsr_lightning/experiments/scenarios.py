@@ -21,12 +21,10 @@ multi``.
 from __future__ import annotations
 
 import itertools
-import logging
 from collections import defaultdict
 
 import numpy as np
 
-log = logging.getLogger(__name__)
 MULTI_SPLITS = {(True, False): "val2", (False, True): "val3", (True, True): "val4"}
 
 

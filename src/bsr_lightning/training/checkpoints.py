@@ -25,10 +25,11 @@ from bsr_lightning.files import check_export_dir
 from bsr_lightning.training.lightning_compat import load_sharded_checkpoint
 
 
-def read_checkpoint(ckpt_path: str, weights_only: bool = True) -> dict:
+def read_checkpoint(ckpt_path: str, weights_only: bool = True, mmap: bool = False) -> dict:
     """The checkpoint dict of a ``.ckpt`` file, or of a sharded (FSDP/FSDP2, one file per rank) checkpoint directory,
     consolidated into full weights. ``weights_only=False`` unpickles arbitrary objects: only for trusted files. A file
-    or folder that is not a checkpoint stops with one :class:`~bsr_lightning.errors.UserError` saying what it is."""
+    or folder that is not a checkpoint stops with one :class:`~bsr_lightning.errors.UserError` saying what it is.
+    ``mmap`` maps the tensors instead of reading them (for callers that only need the hyper-parameters)."""
     path = Path(ckpt_path)
     if not path.exists():
         raise PathNotFound(f"checkpoint {ckpt_path} not found (cwd: {Path.cwd()}).")
@@ -38,7 +39,7 @@ def read_checkpoint(ckpt_path: str, weights_only: bool = True) -> dict:
                             "give it as --model to evaluate, or pass the .ckpt file or sharded folder fit wrote).")
         return load_sharded_checkpoint(path)
     try:
-        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=weights_only)
+        checkpoint = _load_file(ckpt_path, weights_only, mmap)
     except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for what is not a checkpoint
         if "Weights only load failed" in str(err):  # torch says the same for garbage and for pickled objects
             raise UserError(f"checkpoint {ckpt_path} cannot be read as plain data: it is not a checkpoint, or it holds "
@@ -52,6 +53,15 @@ def read_checkpoint(ckpt_path: str, weights_only: bool = True) -> dict:
         raise UserError(f"checkpoint {ckpt_path} has no {' or '.join(missing)}; it was not written by "
                         "bsr_lightning's fit (or Lightning with save_hyperparameters).")
     return checkpoint
+
+
+def _load_file(ckpt_path: str, weights_only: bool, mmap: bool) -> dict:
+    try:
+        return torch.load(ckpt_path, map_location="cpu", weights_only=weights_only, mmap=mmap)
+    except RuntimeError as err:
+        if mmap and "mmap" in str(err):  # a pre-zip serialization: read it whole
+            return torch.load(ckpt_path, map_location="cpu", weights_only=weights_only)
+        raise
 
 
 def build_from_hparams(cls: type[BackboneModule], hparams: dict, where: str = "checkpoint") -> BackboneModule:

@@ -33,7 +33,7 @@ def _flat(value, prefix: str = "") -> dict:
 def changed_hparams(ckpt_path: str, hparams: dict) -> list[str]:
     """``key: saved -> now`` for every model hyper-parameter (as plain data) that differs from the one saved in
     ``ckpt_path``; the checkpoint is read as plain data only (``weights_only``)."""
-    saved = read_checkpoint(ckpt_path)["hyper_parameters"]
+    saved = read_checkpoint(ckpt_path, mmap=True)["hyper_parameters"]  # Lightning reads the weights afterwards
     old = _flat({k: v for k, v in saved.items() if not k.startswith("_")})
     new = _flat({k: v for k, v in hparams.items() if not k.startswith("_")})
     return [f"{key}: {old[key]!r} -> {new[key]!r}" for key in sorted(old.keys() & new.keys())
