@@ -17,8 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_bf16_cpu import cpu_model  # noqa: E402
+from bench_bf16_cpu import cpu_model  # beside this script (on sys.path when it runs)
 
 REPO = Path(__file__).resolve().parents[1]
 

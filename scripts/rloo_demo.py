@@ -104,12 +104,11 @@ def plot(results: dict, path: Path) -> None:
 def machine() -> dict:
     """When and where the figures were measured: the date, the CPU model and the command."""
     import datetime
-    import platform
     import sys
 
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
-    return {"date": datetime.date.today().isoformat(), "cpu": cpu, "cores": os.cpu_count(),
+    from bench_bf16_cpu import cpu_model  # beside this script
+
+    return {"date": datetime.date.today().isoformat(), "cpu": cpu_model(), "cores": os.cpu_count(),
             "command": "python " + " ".join(sys.argv)}
 
 
