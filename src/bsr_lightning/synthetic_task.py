@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import re
+from typing import NamedTuple
 
 TOPICS = ("baking", "chess", "cycling", "gardening", "guitar", "hiking", "painting", "photography", "python",
           "running", "sailing", "swimming", "tennis", "yoga", "knitting", "astronomy", "camping", "cooking",
@@ -54,17 +55,37 @@ def gold_reward(prompt: str, response: str) -> float:
     return round(score, 4)
 
 
-def _response(rng: random.Random, topic: str) -> str:
+class Style(NamedTuple):
+    """A response-generating policy: the choices it draws from (uniformly; repeats weight a choice)."""
+
+    tones: tuple[str, ...] = ("polite", "rude", "neutral")
+    focus: tuple[str, ...] = ("on", "on", "off", "none")
+    tips: tuple[int, int] = (0, 3)
+    fillers: tuple[int, ...] = (0, 0, 1, 2, 4)
+
+
+# Five generating policies with different habits, as the paper's responses come from different LLMs: which
+# generators a reward model never saw is a shift in the distribution of responses, not a planted feature.
+GENERATORS = {
+    "helpful": Style(("polite", "polite", "neutral"), ("on", "on", "on", "off"), (1, 3), (0, 0, 0, 1)),
+    "terse": Style(("neutral", "neutral", "polite"), ("on", "none", "none"), (0, 1), (0,)),
+    "verbose": Style(("polite", "neutral"), ("on", "on", "off"), (2, 4), (2, 3, 4)),
+    "careless": Style(("rude", "neutral", "polite"), ("on", "off", "off", "none"), (0, 2), (0, 1, 2)),
+    "mixed": Style(),
+}
+
+
+def _response(rng: random.Random, topic: str, style: Style = Style()) -> str:
     parts = []
-    tone = rng.choice(("polite", "rude", "neutral"))
+    tone = rng.choice(style.tones)
     if tone != "neutral":
         parts.append(rng.choice(POLITE if tone == "polite" else RUDE))
-    focus = rng.choice(("on", "on", "off", "none"))
+    focus = rng.choice(style.focus)
     if focus != "none":
         subject = topic if focus == "on" else rng.choice([t for t in TOPICS if t != topic])
         parts.append(rng.choice(TOPIC_LINES).format(t=subject))
-    parts += rng.sample(TIPS, rng.randint(0, 3))
-    parts += rng.sample(FILLER, rng.choice((0, 0, 1, 2, 4)))
+    parts += rng.sample(TIPS, rng.randint(*style.tips))
+    parts += rng.sample(FILLER, rng.choice(style.fillers))
     return " ".join(parts) or "I am not sure."
 
 
@@ -101,6 +122,26 @@ def response_table(num_prompts: int, per_prompt: int, seed: int = 0) -> list[dic
                 seen.append(text)
         rows += [{"prompt": prompt, "response": text, "score": gold_reward(prompt, text), "topic": topic,
                   "generator": f"g{slot}"} for slot, text in enumerate(seen)]
+    return rows
+
+
+def generator_response_table(per_generator: int = 4, seed: int = 0) -> list[dict]:
+    """One row per response ``{prompt, response, score, topic, generator}`` for every prompt of the task
+    (:func:`all_prompts`): each of the :data:`GENERATORS` answers it ``per_generator`` distinct times; ``score`` is
+    the gold reward. Topics are the prompt families and the generators the policies that ``scenarios`` holds out
+    (``--group_column topic``); deterministic in ``seed``."""
+    rng = random.Random(seed)
+    rows = []
+    for prompt in all_prompts():
+        topic = prompt_topic(prompt)
+        for name, style in GENERATORS.items():
+            seen: list[str] = []
+            while len(seen) < per_generator:
+                text = _response(rng, topic, style)
+                if text not in seen:
+                    seen.append(text)
+            rows += [{"prompt": prompt, "response": text, "score": gold_reward(prompt, text), "topic": topic,
+                      "generator": name} for text in seen]
     return rows
 
 

@@ -31,11 +31,13 @@ def _regularizer_path(name: str) -> str:
 
 def train_one(fit: Callable, config: str, scenario_dir: Path, regularizer: str, seed: int, run_dir: Path,
               overrides: list[str]):
-    """Fit one reward model with ``fit(args) -> LightningCLI`` and export it to ``run_dir/model``."""
+    """Fit one reward model with ``fit(args) -> LightningCLI`` and export it to ``run_dir/model``; ``seed`` seeds
+    both the model (``seed_everything``) and the order of the training pairs (``data.seed``)."""
     cli = fit(["--config", config, "--seed_everything", str(seed),
                     "--model.regularizer", _regularizer_path(regularizer),
                     "--data", "bsr_lightning.PreferenceDataModule", "--data.path", str(scenario_dir / "train.jsonl"),
-                    "--data.val_path", str(scenario_dir / "val1.jsonl"), "--trainer.default_root_dir", str(run_dir),
+                    "--data.val_path", str(scenario_dir / "val1.jsonl"), "--data.seed", str(seed),
+                    "--trainer.default_root_dir", str(run_dir),
                     "--trainer.enable_progress_bar", "false", *overrides])
     return export_module(cli.model, run_dir / "model")
 
