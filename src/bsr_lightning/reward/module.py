@@ -17,9 +17,10 @@ from bsr_lightning.backbones.loading import (
     score_head_name,
 )
 from bsr_lightning.backbones.sharding import shard_fsdp2
+from bsr_lightning.backbones.transformers_compat import attention_implementation
 from bsr_lightning.base import BackboneModule
-from bsr_lightning.errors import ConfigError, check
-from bsr_lightning.reward.forward import PACKING_ATTENTION, ForwardMode, Packed, Padded
+from bsr_lightning.errors import check
+from bsr_lightning.reward.forward import ForwardMode, Padded
 from bsr_lightning.reward.losses import BradleyTerry, PairwiseLoss
 from bsr_lightning.reward.metrics import RewardMetrics, batch_summary
 from bsr_lightning.reward.regularizers import NoRegularizer, PairOutputs, Regularizer
@@ -46,7 +47,8 @@ class RewardModel(BackboneModule):
         loss: a :class:`~bsr_lightning.reward.losses.PairwiseLoss`; ``BradleyTerry()`` when None.
         optimization: optimizer and schedule; AdamW, lr 1e-5, warmup 0.03, linear decay when None.
         forward_mode: how a padded batch goes through the backbone: ``Padded`` (None), ``LengthBuckets`` (less
-            padding, any backbone) or ``Packed`` (padding-free, decoders); same scores
+            padding, any backbone), ``Packed`` (padding-free, decoders) or ``SharedPrefix`` (each pair's shared
+            prompt computed once, decoders); same scores
             (:mod:`bsr_lightning.reward.forward`).
         score_init: ``default`` (transformers' init) or ``normal`` (std ``1/sqrt(H+1)``, the paper's code).
         on_nonfinite: a NaN/inf loss or reward in training: ``error`` stops naming the step and row ids, ``skip``
@@ -84,7 +86,8 @@ class RewardModel(BackboneModule):
         plain = load_reward_backbone(backbone, self.tokenizer, score_init)
         self.backbone = self.wrap_backbone(plain, modules_to_save=[score_head_name(plain)])
         self.pooling = pooling_of(plain)  # peft injects adapters in place: `plain` includes them
-        self._check_forward_mode(plain)
+        self.attention = attention_implementation(plain)
+        self.forward_mode.check(self.pooling, self.attention)
         self._accepts_position_ids = "position_ids" in inspect.signature(plain.forward).parameters
         self._head_input: Tensor | None = None
         find_score_head(plain).register_forward_hook(self._capture_head_input)
@@ -92,13 +95,6 @@ class RewardModel(BackboneModule):
         self.guard = NonFiniteGuard(on_nonfinite)
         self._compiled = False
         self._drop_gradients = False
-
-    def _check_forward_mode(self, plain) -> None:
-        attention = plain.config._attn_implementation
-        if isinstance(self.forward_mode, Packed) and (self.pooling != "last" or attention not in PACKING_ATTENTION):
-            raise ConfigError(f"Packed forward needs a decoder with attention in {PACKING_ATTENTION} (got "
-                             f"{type(plain).__name__}, {attention!r}); use "
-                             "bsr_lightning.reward.forward.LengthBuckets for encoders.")
 
     def _capture_head_input(self, module, args, output) -> None:
         self._head_input = args[0]
@@ -127,12 +123,16 @@ class RewardModel(BackboneModule):
             hidden = hidden[torch.arange(hidden.size(0), device=hidden.device), index]
         return logits.squeeze(-1).float(), hidden
 
-    def packed_forward(self, input_ids: Tensor, position_ids: Tensor, ends: Tensor) -> tuple[Tensor, Tensor]:
-        """One pass over ``(1, S)`` packed sequences with restarting ``(1, S)`` positions; the rewards ``(N,)`` and
-        head inputs ``(N, H)`` are read at the ``(N,)`` last-token indices ``ends``."""
+    def packed_forward(self, input_ids: Tensor, position_ids: Tensor, ends: Tensor,
+                       attention_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """One pass over ``(b, S)`` rows of several sequences each, with ``(b, S)`` positions restarting per sequence
+        and an optional 4D ``attention_mask`` (or ``BlockMask``) that keeps them apart (without one, transformers
+        derives it from the restarting positions); rewards ``(N,)`` and head inputs ``(N, H)`` are read at the
+        ``(N,)`` last-token indices ``ends`` into the flattened ``b * S`` positions."""
         plain = self.backbone.get_base_model() if hasattr(self.backbone, "get_base_model") else self.backbone
-        states = plain.base_model(input_ids=input_ids, position_ids=position_ids, use_cache=False)[0]  # (1, S, H)
-        hidden = states[0, ends]  # (N, H)
+        mask = {} if attention_mask is None else {"attention_mask": attention_mask}
+        states = plain.base_model(input_ids=input_ids, position_ids=position_ids, use_cache=False, **mask)[0]
+        hidden = states.flatten(0, 1)[ends]  # (N, H)
         rewards = find_score_head(plain)(hidden).squeeze(-1).float()  # (N,)
         self._head_input = None
         return rewards, hidden
