@@ -138,3 +138,20 @@ def test_encoders_and_unmaskable_attention_are_refused_with_what_to_use(tiny_ber
         RewardModel(Backbone(tiny_bert), forward_mode=SharedPrefix())
     with pytest.raises(ConfigError, match="buckets >= 1"):
         SharedPrefix(0)
+
+
+def test_fit_from_the_command_line_with_shared_prefix(synthetic_jsonl, tmp_path):
+    from bsr_lightning.cli import cli_main
+
+    cli = cli_main(["fit", "--model", "bsr_lightning.RewardModel", "--model.backbone.name", "tiny:synthetic",
+                    "--model.forward_mode", "bsr_lightning.reward.forward.SharedPrefix",
+                    "--model.forward_mode.buckets", "2", "--model.regularizer",
+                    "bsr_lightning.reward.regularizers.BatchSumToZero", "--data", "bsr_lightning.PreferenceDataModule",
+                    "--data.path", synthetic_jsonl, "--data.batch_size", "8", "--data.val_fraction", "0.25",
+                    "--data.max_length", "128", "--trainer.max_steps", "3", "--trainer.accelerator", "cpu",
+                    "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
+                    "--trainer.logger", "false", "--trainer.enable_checkpointing", "false", "--seed_everything", "0"])
+    assert isinstance(cli.model.forward_mode, SharedPrefix) and cli.model.forward_mode.buckets == 2
+    assert cli.trainer.global_step == 3
+    assert torch.isfinite(cli.trainer.callback_metrics["train/loss_step"])
+    assert cli.trainer.callback_metrics["train/penalty_step"] > 0  # BSR on the shared-prefix rewards
