@@ -21,6 +21,7 @@ from bsr_lightning.backbones.sharding import check_strategy
 from bsr_lightning.backbones.tokenizers import load_tokenizer
 from bsr_lightning.class_paths import plain
 from bsr_lightning.errors import UserError
+from bsr_lightning.training.lightning_compat import attached_trainer
 from bsr_lightning.training.optim import build_optimizer
 
 
@@ -78,7 +79,7 @@ class BackboneModule(L.LightningModule):
             self.hparams[key] = plain(value)
 
     def setup(self, stage: str) -> None:
-        check_strategy(self._trainer, self.backbone_args.quantization, self.backbone_args.lora)
+        check_strategy(attached_trainer(self), self.backbone_args.quantization, self.backbone_args.lora)
 
     def card_facts(self) -> dict:
         """The model card's facts: :attr:`card`, the base model, every init argument, the run record."""
@@ -90,7 +91,7 @@ class BackboneModule(L.LightningModule):
 
     def latest_val_metrics(self) -> dict[str, float]:
         """The latest ``val/...`` metrics of the attached trainer (empty without one)."""
-        trainer = self._trainer
+        trainer = attached_trainer(self)
         metrics = trainer.callback_metrics if trainer is not None else {}
         return {k: float(v) for k, v in metrics.items() if k.startswith("val/")}
 

@@ -150,9 +150,9 @@ def dense_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
         elif _is_bnb(module):
             state.update(_tensors(prefix, weight=_dense_weight(module).to(_compute_dtype(module)), bias=module.bias))
             done.append(prefix)
-        else:
-            persistent = {k: v for k, v in module._buffers.items() if k not in module._non_persistent_buffers_set}
-            state.update(_tensors(prefix, **module._parameters, **persistent))
+        elif any(True for _ in module.parameters(recurse=False)) or any(True for _ in module.buffers(recurse=False)):
+            own = {k: v for k, v in module.state_dict(keep_vars=True).items() if "." not in k}  # persistent only
+            state.update(_tensors(prefix, **own))
     return {k: v.detach().clone() for k, v in state.items()}
 
 

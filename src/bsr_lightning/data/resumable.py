@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
+from bsr_lightning.training.lightning_compat import batches_done_this_epoch
+
 
 class SkippableSampler(DistributedSampler):
     """A sampler deterministic in ``(seed, epoch)`` whose next pass can start ``skip_next(count)`` indices in.
@@ -75,8 +77,7 @@ class ResumableData:
         trainer = getattr(self, "trainer", None)
         if trainer is None or not trainer.training:
             return {}
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        return {"epoch": int(trainer.current_epoch), "batches_done": int(done)}
+        return {"epoch": int(trainer.current_epoch), "batches_done": batches_done_this_epoch(trainer)}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self._resume_state = dict(state_dict) or None

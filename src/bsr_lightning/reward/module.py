@@ -25,6 +25,7 @@ from bsr_lightning.reward.losses import BradleyTerry, PairwiseLoss
 from bsr_lightning.reward.metrics import RewardMetrics, batch_summary
 from bsr_lightning.reward.regularizers import NoRegularizer, PairOutputs, Regularizer
 from bsr_lightning.training.guards import NonFiniteGuard, OnNonFinite
+from bsr_lightning.training.lightning_compat import attached_trainer
 
 GROUPED_BATCHES_WARNING = (
     "{name} penalizes a statistic of each batch, and data.group_by_length puts pairs of similar length together: "
@@ -170,7 +171,7 @@ class RewardModel(BackboneModule):
 
     def _run_stage(self, batch: dict[str, Tensor], stage: str) -> Tensor | None:
         out = self.pair_step(batch)
-        if stage == "train" and not self.guard.ok(self.global_step, batch.get("row_ids"), self._trainer,
+        if stage == "train" and not self.guard.ok(self.global_step, batch.get("row_ids"), attached_trainer(self),
                                                    loss=out["loss"], rewards=out["rewards"]):
             self.log("train/skipped_batches", float(self.guard.skipped), reduce_fx="max")
             return self._skipped_batch_loss()
@@ -228,7 +229,7 @@ class RewardModel(BackboneModule):
 
     def on_fit_start(self) -> None:
         """Warn once when a batch-statistic regularizer (BSR) trains on length-grouped batches."""
-        datamodule = getattr(self._trainer, "datamodule", None)
+        datamodule = getattr(attached_trainer(self), "datamodule", None)
         grouped = bool(getattr(datamodule, "hparams", {}).get("group_by_length", False))
         if grouped and self.regularizer.batch_statistic and self.trainer.is_global_zero:
             warnings.warn(GROUPED_BATCHES_WARNING.format(name=type(self.regularizer).__name__), UserWarning,

@@ -25,6 +25,7 @@ from bsr_lightning.rloo.reference import DisabledAdapters, FrozenCopy, Reference
 from bsr_lightning.rloo.rewards import RewardSource, prompt_text
 from bsr_lightning.rloo.shapers import RewardShaper
 from bsr_lightning.training.guards import NonFiniteGuard, OnNonFinite
+from bsr_lightning.training.lightning_compat import attached_trainer
 
 
 class RLOOPolicy(BackboneModule):
@@ -137,7 +138,7 @@ class RLOOPolicy(BackboneModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
         rollout, stats = self.rollout(batch)
-        if not self.guard.ok(self.global_step, batch.get("row_ids"), self._trainer,
+        if not self.guard.ok(self.global_step, batch.get("row_ids"), attached_trainer(self),
                              proxy_reward=stats["proxy_reward"], advantage=stats["advantage"]):
             return
         losses, clip_fractions = [], []
@@ -161,7 +162,7 @@ class RLOOPolicy(BackboneModule):
         loss, clip_fraction = self.policy_loss(logp, stats["old_logp"][index], stats["advantage"][index], mask)
         loss = loss + self.kl.loss_penalty(logp, stats["ref_logp"][index], mask)
         optimizer.zero_grad()
-        if not self.guard.ok(self.global_step, None, self._trainer, loss=loss):
+        if not self.guard.ok(self.global_step, None, attached_trainer(self), loss=loss):
             return loss.detach(), clip_fraction
         self.manual_backward(loss)
         if not self.guard.grads_ok(self.global_step, optimizer, self.trainer):
