@@ -33,8 +33,9 @@ def paired(bsr: list[float], bt: list[float], better: str) -> dict:
     (the paper's direction for BSR)."""
     d = np.asarray(bsr, dtype=float) - np.asarray(bt, dtype=float)
     stats = mean_se(d.tolist())
-    half = T975.get(len(d) - 1, 1.96) * stats["se"] if len(d) > 1 else float("inf")
-    low, high = stats["mean"] - half, stats["mean"] + half
+    se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else float("inf")
+    half = T975.get(len(d) - 1, 1.96) * se
+    low, high = float(d.mean()) - half, float(d.mean()) + half
     sign = 1 if better == "higher" else -1
     verdict = ("support" if sign * low > 0 and sign * high > 0 else
                "contradiction" if sign * low < 0 and sign * high < 0 else "no effect")
