@@ -182,6 +182,7 @@ def test_sigterm_stops_the_server_and_its_workers(server):
     assert process.wait(timeout=60) == 0
     output = process.stdout.read()  # returns only once every worker holding the pipe has exited too
     assert "on http://127.0.0.1:" in output and "Server stopped." in output  # loopback unless asked otherwise
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output and "leaked semaphore" not in output, output
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{url}/health", timeout=2)
 
