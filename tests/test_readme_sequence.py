@@ -1,6 +1,8 @@
 """The README's sequence on a fresh machine: the demo, then the custom-regularizer example, then the demo's model
 scored: the example never replaces the demo's export (it did: the export folder was hard-coded)."""
 
+import re
+import shlex
 import sys
 
 import pytest
@@ -24,6 +26,14 @@ QUICK = ["--data.num_pairs", "32", "--data.num_val_pairs", "16", "--trainer.max_
          "--trainer.precision", "32-true", "--trainer.enable_progress_bar", "false"]
 
 
+def readme_commands(heading: str) -> list[list[str]]:
+    """The arguments after ``python -m bsr_lightning`` of each command in the first bash block after ``heading``."""
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"```bash\n(.*?)```", text[text.index(heading):], re.S).group(1)
+    return [shlex.split(line.split("#")[0])[3:] for line in block.splitlines()
+            if line.startswith("python -m bsr_lightning")]
+
+
 def test_the_custom_regularizer_example_never_replaces_the_demos_export(tmp_path, monkeypatch):
     (tmp_path / "my_regs.py").write_text(MY_REGS)
     monkeypatch.delitem(sys.modules, "my_regs", raising=False)  # another test's my_regs may be imported already
@@ -33,6 +43,10 @@ def test_the_custom_regularizer_example_never_replaces_the_demos_export(tmp_path
     root = ["--trainer.default_root_dir", str(tmp_path / "artifacts/quickstart")]
     cli_main(["fit", "--config", config, *QUICK, *root])  # make demo
     demo = tmp_path / "artifacts/quickstart/reward_model"
+    export = readme_commands("### Export")
+    assert len(export) == 1 and export[0][0] == "export"
+    cli_main(export[0])  # as written, from the demo's checkpoint
+    assert (tmp_path / "my_rm/config.json").is_file() and (tmp_path / "my_rm/model.safetensors").is_file()
     before = {p.name: sha256_of(p) for p in demo.iterdir() if p.is_file()}
     cli_main(["fit", "--config", config, *QUICK, *root])  # make demo again: its own export, replaced
     custom = ["fit", "--config", config, *QUICK, "--model.regularizer", "my_regs.HiddenNormPenalty",
