@@ -1,9 +1,9 @@
-"""Lightning internals read in training/lightning_compat.py still mean what the package assumes."""
+"""Lightning internals read in lightning_compat.py still mean what the package assumes."""
 
 import lightning as L
 from lightning.pytorch.demos.boring_classes import BoringModel
 
-from bsr_lightning.training.lightning_compat import attached_trainer, batches_done_this_epoch
+from bsr_lightning.lightning_compat import attached_trainer, batches_done_this_epoch
 
 
 def test_batches_done_and_attached_trainer(tmp_path):

@@ -21,7 +21,7 @@ from bsr_lightning.backbones.sharding import check_strategy
 from bsr_lightning.backbones.tokenizers import load_tokenizer
 from bsr_lightning.class_paths import plain
 from bsr_lightning.errors import UserError
-from bsr_lightning.training.lightning_compat import attached_trainer
+from bsr_lightning.lightning_compat import attached_trainer
 from bsr_lightning.training.optim import build_optimizer
 
 

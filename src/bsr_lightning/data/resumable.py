@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from bsr_lightning.training.lightning_compat import batches_done_this_epoch
+from bsr_lightning.lightning_compat import batches_done_this_epoch
 
 
 class SkippableSampler(DistributedSampler):

@@ -20,12 +20,12 @@ from bsr_lightning.backbones.sharding import shard_fsdp2
 from bsr_lightning.backbones.transformers_compat import attention_implementation
 from bsr_lightning.base import BackboneModule
 from bsr_lightning.errors import check
+from bsr_lightning.lightning_compat import attached_trainer
 from bsr_lightning.reward.forward import ForwardMode, Padded
 from bsr_lightning.reward.losses import BradleyTerry, PairwiseLoss
 from bsr_lightning.reward.metrics import RewardMetrics, batch_summary
 from bsr_lightning.reward.regularizers import NoRegularizer, PairOutputs, Regularizer
 from bsr_lightning.training.guards import NonFiniteGuard, OnNonFinite
-from bsr_lightning.training.lightning_compat import attached_trainer
 
 GROUPED_BATCHES_WARNING = (
     "{name} penalizes a statistic of each batch, and data.group_by_length puts pairs of similar length together: "

@@ -17,6 +17,7 @@ from bsr_lightning.args import Backbone, RLOOOptimization, Sampling
 from bsr_lightning.backbones.loading import eos_token_ids, load_causal_lm
 from bsr_lightning.base import BackboneModule
 from bsr_lightning.errors import check
+from bsr_lightning.lightning_compat import attached_trainer
 from bsr_lightning.rloo.advantages import leave_one_out_advantages
 from bsr_lightning.rloo.generation import Generator, HFGenerate, Rollout
 from bsr_lightning.rloo.kl import KLPenalty, SequenceKL, sequence_kl
@@ -25,7 +26,6 @@ from bsr_lightning.rloo.reference import DisabledAdapters, FrozenCopy, Reference
 from bsr_lightning.rloo.rewards import RewardSource, prompt_text
 from bsr_lightning.rloo.shapers import RewardShaper
 from bsr_lightning.training.guards import NonFiniteGuard, OnNonFinite
-from bsr_lightning.training.lightning_compat import attached_trainer
 
 
 class RLOOPolicy(BackboneModule):

@@ -22,7 +22,7 @@ from bsr_lightning.base import BackboneModule
 from bsr_lightning.class_paths import check_file_class_paths, import_subclass
 from bsr_lightning.errors import ConfigError, PathNotFound, UserError
 from bsr_lightning.files import check_export_dir
-from bsr_lightning.training.lightning_compat import load_sharded_checkpoint
+from bsr_lightning.lightning_compat import load_sharded_checkpoint
 
 
 def read_checkpoint(ckpt_path: str, weights_only: bool = True, mmap: bool = False) -> dict:
