@@ -159,8 +159,9 @@ def _paired_row(name: str, p: dict) -> str:
 
 def markdown(summary: dict, run: dict) -> str:
     head = "| comparison | mean diff ± SE | 95% CI | paper expects BSR | verdict |\n|---|---|---|---|---|"
-    lines = [f"Written by `{run['command']}` on {run['date']} ({run['cpu']}, {run['cores']} cores), "
-             f"{run['wall_minutes']} min. Mean ± SE over seeds {run['seeds']}.", ""]
+    lines = [f"Written by `{run['command']}` on {run['date']} ({run['cpu']}, {run['cores']} cores): the runs took "
+             f"{run['runs_minutes']} min in all (this invocation {run['wall_minutes']} min; finished runs are "
+             f"cached). Mean ± SE over seeds {run['seeds']}.", ""]
     if "claim1" in summary:
         c = summary["claim1"]
         lines += ["### Claim 1: final held-out values (MiniLM-L6, HH-RLHF)", "",
@@ -191,6 +192,14 @@ def markdown(summary: dict, run: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_seconds(node) -> float:
+    """The sum of every cached run's ``seconds`` in ``node`` (training and evaluation time, whichever invocation
+    ran them)."""
+    if isinstance(node, dict):
+        return float(node.get("seconds", 0)) + sum(run_seconds(v) for k, v in node.items() if k != "seconds")
+    return sum(run_seconds(v) for v in node) if isinstance(node, list) else 0.0
+
+
 def write_report(results: dict, settings: dict, out: Path, seconds: float) -> None:
     """``results.json`` (every run's values, the summaries, the machine), ``results.md`` and the plots."""
     import matplotlib
@@ -211,6 +220,7 @@ def write_report(results: dict, settings: dict, out: Path, seconds: float) -> No
         plot_claim3(results["claim3"], out / "claim3_rloo.png")
     run = {"date": datetime.date.today().isoformat(), "cpu": cpu_model(), "cores": os.cpu_count(),
            "command": "python " + " ".join(sys.argv), "wall_minutes": round(seconds / 60, 1),
+           "runs_minutes": round(run_seconds(results) / 60, 1),
            "seeds": settings["seeds"]}
     (out / "results.json").write_text(json.dumps({"run": run, "settings": settings, "summary": summary,
                                                   "runs": results}, indent=1) + "\n")
