@@ -27,6 +27,14 @@ def cpu_model() -> str:
     return platform.processor()
 
 
+def machine() -> dict:
+    """When and where figures were measured: the date, the CPU model, the cores and the command."""
+    import sys
+
+    return {"date": datetime.date.today().isoformat(), "cpu": cpu_model(), "cores": os.cpu_count(),
+            "command": "python " + " ".join(sys.argv)}
+
+
 def time_matmul(dtype: torch.dtype, repeats: int) -> float:
     a, b = torch.randn(512, 384).to(dtype), torch.randn(384, 1536).to(dtype)
     a @ b  # warm-up

@@ -24,7 +24,8 @@ def build_decoder(folder: Path, tokenizer_from: str, seed: int = 0) -> dict:
         model = LlamaForSequenceClassification(config)
         tokenizer.save_pretrained(folder)
         model.save_pretrained(folder)
-    params = sum(p.numel() for p in LlamaForSequenceClassification(config).parameters())
+    with torch.device("meta"):  # the count without allocating or initializing weights
+        params = sum(p.numel() for p in LlamaForSequenceClassification(config).parameters())
     return {"family": "llama", "init": f"random, torch.manual_seed({seed})", **DECODER_SHAPE,
             "vocab_size": len(tokenizer), "parameters": params}
 

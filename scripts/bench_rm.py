@@ -280,10 +280,10 @@ def main() -> None:
     if decoder:
         best["decoder"] = {k.removeprefix("decoder-"): v for k, v in decoder.items()}
     import torch
-    from bench_bf16_cpu import cpu_model
+    from bench_bf16_cpu import machine
 
     result = {**best, "means": list(means.values()), "rows": rows, "decoder_shape": decoder_shape,
-              "run": {"date": time.strftime("%Y-%m-%d"), "cpu": cpu_model(), "command": "python " + " ".join(sys.argv)},
+              "run": machine(),
               "settings": {"batch_size": args.batch_size, "buckets": args.buckets, "max_length": args.max_length,
                            "lr": args.lr, "epochs": 1, "seeds": args.seeds, "max_pairs": args.max_pairs,
                            "decoder_max_pairs": args.decoder_max_pairs,

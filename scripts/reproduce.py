@@ -19,7 +19,6 @@ Each finished run leaves ``result.json`` in its folder under ``--work_dir``; a r
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -28,6 +27,8 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+from rloo_demo import last_metrics  # noqa: E402  beside this script: the newest metrics.csv under a root
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 HH = REPO.parent / "shared" / "data" / "hh_rlhf_harmless_base_test.jsonl.gz"
@@ -45,13 +46,6 @@ def cli(args: list[str]):
 
     print("+ python -m bsr_lightning " + " ".join(args), flush=True)
     return cli_main(args)
-
-
-def metrics_rows(root: Path) -> list[dict]:
-    """Rows of the newest ``metrics.csv`` under ``root``."""
-    path = max(root.glob("lightning_logs/version_*/metrics.csv"), key=lambda p: p.stat().st_mtime)
-    with open(path) as handle:
-        return list(csv.DictReader(handle))
 
 
 def column(rows: list[dict], keys: tuple[str, ...]) -> list[dict]:
@@ -87,7 +81,7 @@ def claim1(work: Path, seeds: list[int], quick: bool) -> dict:
                      "--seed_everything", str(seed), "--model.regularizer", *reg,
                      "--trainer.max_epochs", str(CLAIM1["epochs"]), "--trainer.val_check_interval", "0.5",
                      "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false", *limits])
-                rows = metrics_rows(root)
+                rows = last_metrics(root)
                 return {"val": column(rows, keys), "train_accuracy": column(rows, ("train/accuracy",))}
 
             out.setdefault(cond, []).append(cached(root, make))
@@ -156,9 +150,9 @@ def claim3(work: Path, seeds: list[int], quick: bool) -> dict:
                 cli(["validate", *common, "--trainer.default_root_dir", str(root / "start")])
                 cli(["fit", *common, "--trainer.default_root_dir", str(root), "--trainer.max_steps", str(steps),
                      "--trainer.callbacks.output_dir", str(root / "policy")])
-                start = column(metrics_rows(root / "start"), keys)
-                return {"val": [{**start[-1], "step": 0}, *column(metrics_rows(root), keys)],
-                        "train": column(metrics_rows(root), ("train/kl", "train/gold_reward", "train/proxy_reward"))}
+                start = column(last_metrics(root / "start"), keys)
+                return {"val": [{**start[-1], "step": 0}, *column(last_metrics(root), keys)],
+                        "train": column(last_metrics(root), ("train/kl", "train/gold_reward", "train/proxy_reward"))}
 
             out.setdefault(cond, []).append(cached(root, make))
     return out

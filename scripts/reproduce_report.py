@@ -7,11 +7,8 @@ and shows no effect otherwise.
 
 from __future__ import annotations
 
-import datetime
 import json
 import math
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -205,7 +202,7 @@ def write_report(results: dict, settings: dict, out: Path, seconds: float) -> No
     import matplotlib
 
     matplotlib.use("Agg")
-    from bench_bf16_cpu import cpu_model  # beside this script
+    from bench_bf16_cpu import machine  # beside this script
 
     out.mkdir(parents=True, exist_ok=True)
     summary = {}
@@ -218,8 +215,7 @@ def write_report(results: dict, settings: dict, out: Path, seconds: float) -> No
     if "claim3" in results:
         summary["claim3"] = claim3_summary(results["claim3"])
         plot_claim3(results["claim3"], out / "claim3_rloo.png")
-    run = {"date": datetime.date.today().isoformat(), "cpu": cpu_model(), "cores": os.cpu_count(),
-           "command": "python " + " ".join(sys.argv), "wall_minutes": round(seconds / 60, 1),
+    run = {**machine(), "wall_minutes": round(seconds / 60, 1),
            "runs_minutes": round(run_seconds(results) / 60, 1),
            "seeds": settings["seeds"]}
     (out / "results.json").write_text(json.dumps({"run": run, "settings": settings, "summary": summary,

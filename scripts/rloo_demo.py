@@ -101,17 +101,6 @@ def plot(results: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def machine() -> dict:
-    """When and where the figures were measured: the date, the CPU model and the command."""
-    import datetime
-    import sys
-
-    from bench_bf16_cpu import cpu_model  # beside this script
-
-    return {"date": datetime.date.today().isoformat(), "cpu": cpu_model(), "cores": os.cpu_count(),
-            "command": "python " + " ".join(sys.argv)}
-
-
 def summarize(results: dict, out: Path, seconds: float) -> None:
     lines = ["# RLOO demo: BT vs BSR reward model", "",
              "Held-out prompts (`val` of configs/rloo/synthetic_tiny.yaml: 16 prompts x k=4 samples), before and "
@@ -125,6 +114,8 @@ def summarize(results: dict, out: Path, seconds: float) -> None:
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     summary = {name: {k: results[name][k] for k in ("start", "end", "reward_model_val_accuracy")}
                for name in ("bt", "bsr")}
+    from bench_bf16_cpu import machine  # beside this script
+
     summary["run"] = {**machine(), "wall_seconds": round(seconds, 1)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print("\n".join(lines))

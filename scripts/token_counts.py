@@ -11,10 +11,8 @@ the transformer computes in one epoch (padding and repeated prompts included) an
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import sys
 from pathlib import Path
 
 import torch
@@ -24,16 +22,19 @@ DATA = str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hh_
 
 
 def bucket_cost(lengths: torch.Tensor, buckets: int) -> int:
-    """Positions computed when ``lengths`` are sorted, cut into ``buckets`` groups, each padded to its longest."""
-    return sum(len(g) * int(g.max()) for g in lengths.sort().values.tensor_split(min(buckets, len(lengths))))
+    """Positions computed when ``lengths`` are cut into the forward modes' ``buckets`` length groups, each padded to
+    its longest."""
+    from bsr_lightning.reward.forward import length_groups
+
+    return sum(len(g) * int(lengths[g].max()) for g in length_groups(lengths, buckets))
 
 
 def batch_costs(batch: dict, buckets: int) -> dict[str, int]:
-    from bsr_lightning.reward.prefix_layout import pair_pieces
+    from bsr_lightning.reward.prefix_layout import laid_out_length, pair_pieces
 
     mask = batch["attention_mask"]
     lengths = mask.sum(-1)
-    laid = torch.tensor([len(c) + len(r) - p for c, r, p in pair_pieces(batch["input_ids"], mask)])
+    laid = torch.tensor([laid_out_length(piece) for piece in pair_pieces(batch["input_ids"], mask)])
     return {"Padded": mask.numel(), f"LengthBuckets({buckets})": bucket_cost(lengths, buckets),
             "Packed (no padding)": int(lengths.sum()), "SharedPrefix(1)": bucket_cost(laid, 1),
             f"SharedPrefix({buckets})": bucket_cost(laid, buckets), "SharedPrefix, no padding": int(laid.sum())}
@@ -47,7 +48,7 @@ def main() -> None:
     parser.add_argument("--buckets", type=int, default=4)
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
-    from bench_bf16_cpu import cpu_model  # beside this script
+    from bench_bf16_cpu import machine  # beside this script
 
     from bsr_lightning import PreferenceDataModule
 
@@ -63,8 +64,7 @@ def main() -> None:
     result = {"pairs": len(dm.datasets["train"]), "batch_size": args.batch_size, "max_length": args.max_length,
               "modes": {m: {"computed_tokens": t, "fraction_of_padded": round(t / padded, 4)}
                         for m, t in totals.items()},
-              "run": {"date": datetime.date.today().isoformat(), "cpu": cpu_model(),
-                      "command": "python " + " ".join(sys.argv)}}
+              "run": machine()}
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))

@@ -21,11 +21,32 @@ import torch
 from torch import Tensor
 
 from bsr_lightning.errors import ConfigError
-from bsr_lightning.reward.prefix_layout import additive_mask, allowed, block_mask, build_rows, pair_pieces
+from bsr_lightning.reward.prefix_layout import (
+    additive_mask,
+    allowed,
+    block_mask,
+    build_rows,
+    laid_out_length,
+    pair_pieces,
+)
 
 PACKING_ATTENTION = ("sdpa", "eager", "flash_attention_2", "flash_attention_3")
 SHARED_PREFIX_ATTENTION = ("sdpa", "eager", "flex_attention")
 MASKS = {"eager": additive_mask, "flex_attention": block_mask}  # sdpa: the boolean mask (True: attend)
+
+
+def length_groups(sizes: Tensor, buckets: int) -> tuple[Tensor, ...]:
+    """Indices of ``sizes`` ``(n,)`` sorted shortest first and cut into ``buckets`` groups of about equal count."""
+    order = sizes.argsort()
+    return order.tensor_split(min(buckets, len(order)))
+
+
+def bucketed(sizes: Tensor, buckets: int, run) -> tuple[Tensor, ...]:
+    """``run(rows)`` on each of :func:`length_groups`; its tensors (one row per index in ``rows``) concatenated
+    back into the input order."""
+    groups = length_groups(sizes, buckets)
+    inverse = torch.cat(groups).argsort()
+    return tuple(torch.cat(parts)[inverse] for parts in zip(*(run(rows) for rows in groups), strict=True))
 
 
 class ForwardMode:
@@ -61,15 +82,11 @@ class LengthBuckets(ForwardMode):
         self.buckets = buckets
 
     def __call__(self, module, input_ids, attention_mask):
-        order = attention_mask.sum(-1).argsort()  # (N,) shortest first
-        rewards, hidden = [], []
-        for rows in order.tensor_split(min(self.buckets, len(order))):
+        def run(rows: Tensor) -> tuple[Tensor, Tensor]:
             columns = attention_mask[rows].any(0)  # the bucket's real-token columns: one contiguous span
-            r, h = module.padded_forward(input_ids[rows][:, columns], attention_mask[rows][:, columns])
-            rewards.append(r)
-            hidden.append(h)
-        inverse = order.argsort()
-        return torch.cat(rewards)[inverse], torch.cat(hidden)[inverse]
+            return module.padded_forward(input_ids[rows][:, columns], attention_mask[rows][:, columns])
+
+        return bucketed(attention_mask.sum(-1), self.buckets, run)
 
 
 class Packed(ForwardMode):
@@ -117,20 +134,18 @@ class SharedPrefix(ForwardMode):
             raise ConfigError(f"SharedPrefix needs a causal decoder with attention in {SHARED_PREFIX_ATTENTION} (got "
                               f"pooling {pooling!r}, attention {attention!r}): rejected tokens must not see the "
                               "chosen ones. Use bsr_lightning.reward.forward.LengthBuckets (any backbone) or set "
-                              "model.backbone.attn_implementation to sdpa.")
+                              "model.backbone.attention to sdpa.")
 
     def __call__(self, module, input_ids, attention_mask):
         pieces = pair_pieces(input_ids, attention_mask)
-        sizes = torch.tensor([len(c) + len(r) - p for c, r, p in pieces])
-        order = sizes.argsort()
-        rewards, hidden = [], []
-        for rows in order.tensor_split(min(self.buckets, len(order))):
+
+        def run(rows: Tensor) -> tuple[Tensor, Tensor]:
             layout = build_rows([pieces[i] for i in rows.tolist()], module.tokenizer.pad_token_id or 0)
             mask = MASKS.get(module.attention, allowed)(layout.segments)
             flat = layout.ends + torch.arange(len(rows), device=input_ids.device)[:, None] * layout.input_ids.size(1)
             r, h = module.packed_forward(layout.input_ids, layout.position_ids, flat.flatten(), mask)  # (2b,)
-            rewards.append(r.view(-1, 2))
-            hidden.append(h.view(len(rows), 2, -1))
-        inverse = order.argsort()
-        rewards_, hidden_ = torch.cat(rewards)[inverse], torch.cat(hidden)[inverse]  # (B, 2), (B, 2, H)
-        return rewards_.T.flatten(), hidden_.transpose(0, 1).flatten(0, 1)  # chosen rows first, as the input
+            return r.view(-1, 2), h.view(len(rows), 2, -1)
+
+        sizes = torch.tensor([laid_out_length(piece) for piece in pieces])
+        rewards, hidden = bucketed(sizes, self.buckets, run)  # (B, 2), (B, 2, H)
+        return rewards.T.flatten(), hidden.transpose(0, 1).flatten(0, 1)  # chosen rows first, as the input

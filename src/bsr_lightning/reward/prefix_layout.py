@@ -46,6 +46,12 @@ def shared_prefix_length(chosen: Tensor, rejected: Tensor) -> int:
     return n if bool(same.all()) else int(same.argmin())
 
 
+def laid_out_length(piece: tuple[Tensor, Tensor, int]) -> int:
+    """The length of one ``(chosen, rejected, prefix_length)`` pair laid out as one row."""
+    chosen, rejected, prefix = piece
+    return len(chosen) + len(rejected) - prefix
+
+
 def pair_pieces(input_ids: Tensor, attention_mask: Tensor) -> list[tuple[Tensor, Tensor, int]]:
     """``(chosen, rejected, prefix_length)`` per pair of a ``(2B, T)`` batch (chosen rows first), padding removed
     (either side)."""
@@ -60,7 +66,7 @@ def pair_pieces(input_ids: Tensor, attention_mask: Tensor) -> list[tuple[Tensor,
 
 def build_rows(pieces: list[tuple[Tensor, Tensor, int]], pad_id: int) -> PairRows:
     """Lay ``pieces`` out as right-padded rows ``[prefix | chosen suffix | rejected suffix]``."""
-    width = max(len(c) + len(r) - p for c, r, p in pieces)
+    width = max(laid_out_length(piece) for piece in pieces)
     device = pieces[0][0].device
     ids = torch.full((len(pieces), width), pad_id, dtype=pieces[0][0].dtype, device=device)
     positions = torch.zeros((len(pieces), width), dtype=torch.long, device=device)

@@ -11,6 +11,7 @@ otherwise, and SIGTERM stops it gracefully (uvicorn finishes the requests in fli
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -22,8 +23,6 @@ from bsr_lightning.data.encoding import Overlong
 from bsr_lightning.errors import PathNotFound, check, require
 from bsr_lightning.serving.guardian import start_guardian
 from bsr_lightning.serving.protocol import SCORE_PATH
-
-_SERVING_PID = [0]  # the process that runs serve(); its forked workers differ
 
 
 def serve(model: str, host: str = "127.0.0.1", port: int = 8000, batch_size: int = 8, max_length: int = 1024,
@@ -66,20 +65,21 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, batch_size: int
     guard = (JSONBodyGuard, {"path": SCORE_PATH, "max_bytes": max_payload_bytes})
     # LitServe's queues leave a semaphore for multiprocessing's resource tracker to unlink at exit, which it does
     # with a warning; the tracker is a separate process started with this interpreter's -W options
-    sys.warnoptions.append("ignore:resource_tracker:UserWarning")
+    if "ignore:resource_tracker:UserWarning" not in sys.warnoptions:
+        sys.warnoptions.append("ignore:resource_tracker:UserWarning")
     server = ls.LitServer(api, accelerator=accelerator, devices=1, timeout=timeout, middlewares=[guard])
-    _SERVING_PID[0] = os.getpid()
-    signal.signal(signal.SIGTERM, _interrupt)  # LitServe shuts its workers down on KeyboardInterrupt only
+    # LitServe shuts its workers down on KeyboardInterrupt only
+    signal.signal(signal.SIGTERM, functools.partial(_interrupt, os.getpid()))
     start_guardian()  # and if this process is killed outright, the guardian ends the workers
     print(f"Serving {model} on http://{host}:{port}{SCORE_PATH}", flush=True)
     server.run(host=host, port=port, generate_client_file=False, log_level="warning")
     print("Server stopped.", flush=True)
 
 
-def _interrupt(signum, frame) -> None:
+def _interrupt(serving_pid: int, signum, frame) -> None:
     """SIGTERM in the serving process: stop as on Ctrl-C (LitServe then stops its workers). Forked workers inherit
     this handler; one that receives SIGTERM (uvicorn re-raises it as it stops) exits quietly instead."""
-    if os.getpid() != _SERVING_PID[0]:
+    if os.getpid() != serving_pid:
         sys.exit(0)
     raise KeyboardInterrupt
 
