@@ -10,12 +10,13 @@ pairs per batch, dropout off, no activation recomputation, each row in its own f
 
 Encoder rows (``--rows``): ``project-fp32`` and ``project-bf16`` (bf16-mixed autocast) with batches grouped by length
 and cut into ``--buckets`` ``LengthBuckets``; ``project-fp32-random`` (random batches, the paper's; LengthBuckets);
-``trl-fp32`` (TRL's random batches), ``trl-fp32-grouped`` and ``trl-bf16-grouped`` (TRL's ``group_by_length=True``;
-bf16 is TRL's default precision).
+``trl-fp32`` (TRL's random batches; only when named in ``--rows``), ``trl-fp32-grouped`` and ``trl-bf16-grouped``
+(TRL's ``group_by_length=True``; bf16 is TRL's default precision).
 
 Decoder rows (names contain ``decoder``) train a Llama-shaped reward model at random init from seed 0 (shape and
 parameter count in the JSON's ``decoder_shape``) with the encoder's tokenizer, on the first ``--decoder_max_pairs``
-pairs at most ``--decoder_max_length`` tokens, in ``--decoder_precision``: ``decoder-trl-grouped`` (TRL at its
+pairs at most ``--decoder_max_length`` tokens (``--decoder_val_fraction`` of them held out, so that the held-out
+accuracy is measured on hundreds of pairs), in ``--decoder_precision``: ``decoder-trl-grouped`` (TRL at its
 best: grouped; TRL has no padding-free reward training) and the project on random batches with ``Padded``,
 ``Packed`` and ``SharedPrefix`` (``decoder-project-{padded,packed,shared}-random``).
 
@@ -24,6 +25,11 @@ repeated prompts included: ``computed_tokens``), peak RSS, held-out accuracy (on
 Hugging Face model) and its fraction of the dense ceiling: a microbenchmark of dense, unpadded training steps
 (32 x 128 tokens, forward, backward and AdamW) on the same backbone in the row's precision. Timed: the training call
 only.
+
+bf16 rows run only where the CPU computes bf16 natively (``avx512_bf16`` or ``amx_bf16`` in
+``/proc/cpuinfo``; ``--bf16 on`` forces them): on an AVX2-only CPU bf16 is emulated, about 35x slower than fp32
+(``docs/bench_bf16_cpu.json``), which measures the emulation rather than either trainer. Skipped rows are listed in
+the JSON's ``skipped`` with the reason; ``--decoder_precision auto`` is bf16 where native and fp32 elsewhere.
 
 The last line of output is one JSON object: ``project`` and ``trl`` (the encoder's fastest row of each, as means
 over seeds), ``ratio_pairs_per_s`` (project over TRL's best), a ``decoder`` object with the same three fields (the
@@ -53,11 +59,15 @@ def datamodule(args, model: str, grouped: bool = True):
     from bsr_lightning import PreferenceDataModule
 
     decoder = model != MODEL
-    dm = PreferenceDataModule(path=args.data, tokenizer=model, val_fraction=0.1, overlong="drop",
+    dm = PreferenceDataModule(path=args.data, tokenizer=model, overlong="drop",
+                              val_fraction=args.decoder_val_fraction if decoder else 0.1,
                               max_length=args.decoder_max_length if decoder else args.max_length,
                               batch_size=args.batch_size, eval_batch_size=64, group_by_length=grouped, seed=0,
                               max_pairs=args.decoder_max_pairs if decoder else args.max_pairs, bad_rows="skip")
     dm.setup("fit")
+    # the held-out carve stays seed 0 (one held-out set for every row); the batch order follows the run's seed, as
+    # TRL's sampler does
+    dm.hparams.seed = args.seed
     return dm
 
 
@@ -90,6 +100,27 @@ ROWS = {"project-fp32": ("project", "fp32", True, "encoder", "buckets"),
         "decoder-project-padded-random": ("project", None, False, "decoder", "padded"),
         "decoder-project-packed-random": ("project", None, False, "decoder", "packed"),
         "decoder-project-shared-random": ("project", None, False, "decoder", "shared")}
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX-512 BF16 or AMX), from ``/proc/cpuinfo``'s flags."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def planned_rows(rows: list[str], bf16: str, decoder_precision: str) -> tuple[list[str], dict[str, str]]:
+    """``rows`` without the bf16 rows when ``bf16`` is off (``auto``: off without native bf16), and why each was
+    skipped."""
+    run_bf16 = bf16 == "on" or (bf16 == "auto" and native_bf16())
+    skipped = {}
+    for row in rows:
+        precision = ROWS[row][1] or decoder_precision
+        if precision == "bf16" and not run_bf16:
+            skipped[row] = "no native bf16 on this CPU (AVX2: emulated, ~35x slower than fp32); --bf16 on runs it"
+    return [r for r in rows if r not in skipped], skipped
 
 
 def forward_mode(name: str, buckets: int):
@@ -193,6 +224,7 @@ def run_row(args) -> dict:
     side, precision, grouped, backbone, mode = ROWS[args.row]
     precision = precision or args.decoder_precision
     model = args.decoder_path if backbone == "decoder" else MODEL
+    args.lr = args.decoder_lr if backbone == "decoder" else args.lr
     if side == "project":
         result = run_project(args, model, precision, grouped, mode)
     else:
@@ -243,14 +275,22 @@ def main() -> None:
     parser.add_argument("--max_pairs", type=int, default=None, help="use only the first N rows (quick runs)")
     parser.add_argument("--decoder_max_pairs", type=int, default=1000, help="the decoder rows' first N rows")
     parser.add_argument("--decoder_max_length", type=int, default=256, help="the decoder rows' longest pair")
-    parser.add_argument("--decoder_precision", choices=["bf16", "fp32"], default="bf16",
-                        help="fp32 on CPUs without native bf16 (AVX2: emulated, ~30x slower)")
+    parser.add_argument("--decoder_lr", type=float, default=5e-5, help="the decoder rows' learning rate (random init)")
+    parser.add_argument("--decoder_val_fraction", type=float, default=0.4, help="the decoder rows' held-out share")
+    parser.add_argument("--decoder_precision", choices=["auto", "bf16", "fp32"], default="auto",
+                        help="auto: bf16 where the CPU has native bf16, else fp32")
+    parser.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
+                        help="run the bf16 rows (auto: only with native bf16: avx512_bf16 or amx_bf16)")
     parser.add_argument("--decoder_path", default=None, help="(set by the parent process)")
     parser.add_argument("--no_fused", action="store_true", help="the project's AdamW without fused=True (A/B)")
-    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=[r for r in ROWS if r != "trl-fp32"],
+                        help="default: every row but trl-fp32 (TRL's random batches, its slowest: ~2.6x "
+                             "trl-fp32-grouped's time)")
     parser.add_argument("--row", choices=list(ROWS), default=None, help="run one row in this process")
     parser.add_argument("--output", default=None, help="also write the JSON here")
     args = parser.parse_args()
+    if args.decoder_precision == "auto":
+        args.decoder_precision = "bf16" if args.bf16 == "on" or (args.bf16 == "auto" and native_bf16()) else "fp32"
     if args.row:
         args.seed = args.seeds[0]
         print(json.dumps(run_row(args)))
@@ -260,7 +300,9 @@ def main() -> None:
     shared += ["--max_pairs", str(args.max_pairs)] if args.max_pairs else []
     shared += ["--no_fused"] if args.no_fused else []
     shared += ["--decoder_max_pairs", str(args.decoder_max_pairs), "--decoder_max_length",
-               str(args.decoder_max_length), "--decoder_precision", args.decoder_precision]
+               str(args.decoder_max_length), "--decoder_precision", args.decoder_precision,
+               "--decoder_val_fraction", str(args.decoder_val_fraction), "--decoder_lr", str(args.decoder_lr)]
+    args.rows, skipped = planned_rows(args.rows, args.bf16, args.decoder_precision)
     from bench_decoder import build_decoder
 
     from bsr_lightning.backbones.names import resolve_model_path
@@ -282,13 +324,15 @@ def main() -> None:
     import torch
     from bench_bf16_cpu import machine
 
-    result = {**best, "means": list(means.values()), "rows": rows, "decoder_shape": decoder_shape,
+    result = {**best, "means": list(means.values()), "rows": rows, "skipped": skipped, "decoder_shape": decoder_shape,
               "run": machine(),
               "settings": {"batch_size": args.batch_size, "buckets": args.buckets, "max_length": args.max_length,
                            "lr": args.lr, "epochs": 1, "seeds": args.seeds, "max_pairs": args.max_pairs,
                            "decoder_max_pairs": args.decoder_max_pairs,
                            "decoder_max_length": args.decoder_max_length,
                            "decoder_precision": args.decoder_precision,
+                           "decoder_val_fraction": args.decoder_val_fraction, "decoder_lr": args.decoder_lr,
+                           "native_bf16": native_bf16(),
                            "device": "cpu", "torch_threads": torch.get_num_threads(),
                            "project_fused_adamw": not args.no_fused}}
     if args.output:

@@ -43,7 +43,7 @@ class NonFiniteGuard:
             return True
         parameters = [p for group in optimizer.param_groups for p in group["params"]]
         grads = [p.grad for p in parameters if p.grad is not None]
-        finite = not grads or all(torch.isfinite(n) for n in torch._foreach_norm(grads))
+        finite = not grads or bool(torch.isfinite(torch.nn.utils.get_total_norm(grads, error_if_nonfinite=False)))
         if self.all_ranks(trainer, finite):
             return True
         if self.policy == "error":
