@@ -3,6 +3,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # A CPU torch wheel that satisfies the project's range; override e.g. TORCH=torch for your platform's default.
 TORCH ?= torch==2.13.0
+# Test workers (pytest-xdist), one per core by default, each on one thread; JOBS=0 runs the suite in one process.
+JOBS ?= auto
 REWARDBENCH := 0.1.4
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
@@ -26,7 +28,7 @@ demo: install
 	$(PY) -m bsr_lightning fit --config configs/quickstart.yaml
 
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(JOBS) --dist loadfile
 
 lint: install
 	$(VENV)/bin/ruff check src tests scripts

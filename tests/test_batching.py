@@ -16,7 +16,8 @@ def batch(model, lengths, side):
     return pad_sequences(seqs, model.tokenizer.pad_token_id, side)
 
 
-@pytest.mark.parametrize("batching", [Packed(), LengthBuckets(2), LengthBuckets(8)], ids=repr)
+@pytest.mark.parametrize("batching", [Packed(), LengthBuckets(2), LengthBuckets(8)],
+                         ids=["Packed", "LengthBuckets(2)", "LengthBuckets(8)"])
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_decoder_batchings_equal_padded(tiny_llama, batching, side):
     padded = RewardModel(Backbone(tiny_llama), score_init="normal")

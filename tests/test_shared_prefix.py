@@ -101,7 +101,8 @@ def test_shared_prefix_under_lora(tiny_llama):
     assert_same(padded, shared, ids, mask)
 
 
-@pytest.mark.parametrize("regularizer", [BatchSumToZero(weight=0.1), HiddenNormVariance(weight=0.1)], ids=repr)
+@pytest.mark.parametrize("regularizer", [BatchSumToZero(weight=0.1), HiddenNormVariance(weight=0.1)],
+                         ids=["BatchSumToZero", "HiddenNormVariance"])
 def test_regularizer_penalties_equal_padded(tiny_llama, regularizer):
     steps = []
     for mode in (Padded(), SharedPrefix()):
