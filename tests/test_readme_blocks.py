@@ -11,10 +11,8 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 
-import pytest
 import torch
 
 from bsr_lightning import Backbone, RewardModel
@@ -116,23 +114,10 @@ def test_the_rloo_block_chains_its_three_fits(tmp_path, monkeypatch):
         assert (tmp_path / "artifacts/rloo_demo" / export / "config.json").is_file(), export
 
 
-def wait_until_healthy(url: str, process: subprocess.Popen, seconds: float = 120) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline and process.poll() is None:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.read() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.5)
-    process.kill()
-    pytest.fail("server did not come up: " + process.stdout.read()[-3000:])
-
-
 def test_the_serve_block_scores_as_written(tmp_path):
     """``serve`` on the demo's export path and the ``curl`` line, with a free port in place of 8000 (curl itself
     where installed, else the same request through urllib)."""
-    from test_serving import free_port
+    from test_serving import free_port, wait_until_healthy
 
     export_module(RewardModel(Backbone("tiny:synthetic"), score_init="normal"),
                   tmp_path / "artifacts/quickstart/reward_model")

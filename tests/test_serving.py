@@ -45,6 +45,20 @@ def items(rows: list[dict]) -> list[dict]:
     return [{"prompt": r["prompt"], "response": r[side]} for r in rows for side in ("chosen", "rejected")]
 
 
+def wait_until_healthy(url: str, process: subprocess.Popen, seconds: float = 120) -> None:
+    """Wait for ``GET {url}/health`` to answer ``ok``; fail the test with the server's output if it never does."""
+    deadline = time.time() + seconds
+    while time.time() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.read() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    pytest.fail("server did not come up: " + process.stdout.read()[-3000:])
+
+
 @pytest.fixture(scope="module")
 def reward_dir(tmp_path_factory) -> str:
     torch.manual_seed(0)
@@ -59,17 +73,7 @@ def server(reward_dir):
                                 str(port), "--accelerator", "cpu", "--max_items", "64", "--batch_size", "8"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.read() == b"ok":
-                    break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        process.kill()
-        pytest.fail("server did not come up: " + process.stdout.read()[-3000:])
+    wait_until_healthy(url, process)
     yield url, process
     if process.poll() is None:
         process.kill()
