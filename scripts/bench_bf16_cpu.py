@@ -13,6 +13,7 @@ import datetime
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -29,8 +30,6 @@ def cpu_model() -> str:
 
 def machine() -> dict:
     """When and where figures were measured: the date, the CPU model, the cores and the command."""
-    import sys
-
     return {"date": datetime.date.today().isoformat(), "cpu": cpu_model(), "cores": os.cpu_count(),
             "command": "python " + " ".join(sys.argv)}
 

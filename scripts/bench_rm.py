@@ -111,10 +111,15 @@ def native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def bf16_enabled(flag: str) -> bool:
+    """Whether bf16 rows run: ``--bf16 on``, or ``auto`` on a CPU with native bf16."""
+    return flag == "on" or (flag == "auto" and native_bf16())
+
+
 def planned_rows(rows: list[str], bf16: str, decoder_precision: str) -> tuple[list[str], dict[str, str]]:
     """``rows`` without the bf16 rows when ``bf16`` is off (``auto``: off without native bf16), and why each was
     skipped."""
-    run_bf16 = bf16 == "on" or (bf16 == "auto" and native_bf16())
+    run_bf16 = bf16_enabled(bf16)
     skipped = {}
     for row in rows:
         precision = ROWS[row][1] or decoder_precision
@@ -290,7 +295,7 @@ def main() -> None:
     parser.add_argument("--output", default=None, help="also write the JSON here")
     args = parser.parse_args()
     if args.decoder_precision == "auto":
-        args.decoder_precision = "bf16" if args.bf16 == "on" or (args.bf16 == "auto" and native_bf16()) else "fp32"
+        args.decoder_precision = "bf16" if bf16_enabled(args.bf16) else "fp32"
     if args.row:
         args.seed = args.seeds[0]
         print(json.dumps(run_row(args)))

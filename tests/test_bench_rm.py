@@ -1,19 +1,14 @@
 """scripts/bench_rm.py's row planning: bf16 rows run only with native bf16 (or when forced), each skip says why, and
 the decoder summary compares the project's random-batch rows with TRL's."""
 
-import importlib.util
-
 import pytest
 
-from conftest import REPO
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_rm", REPO / "scripts/bench_rm.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_rm")
 
 
 @pytest.mark.parametrize("native, flag, runs_bf16", [(False, "auto", False), (True, "auto", True),

@@ -1,22 +1,13 @@
 """The README's Evaluate block runs as written (on tiny exports standing in for the demo's models), reading the
 sample files that ship in ``examples/``."""
 
-import re
-import shlex
-
 import pytest
 
 from bsr_lightning import Backbone, RewardModel
 from bsr_lightning.backbones.export import export_module
 from bsr_lightning.cli import cli_main
-from conftest import REPO
-
-
-def readme_block(heading: str) -> list[str]:
-    """The ``python -m bsr_lightning`` lines of the first bash block after ``heading`` in the README."""
-    text = (REPO / "README.md").read_text()
-    block = re.search(r"```bash\n(.*?)```", text[text.index(heading):], re.S).group(1)
-    return [line.split("#")[0].strip() for line in block.splitlines() if line.startswith("python -m bsr_lightning")]
+from conftest import REPO, load_script
+from test_readme_blocks import commands_matching
 
 
 def test_the_readme_evaluate_block_runs_as_written(tiny_llama, tmp_path, monkeypatch):
@@ -25,10 +16,10 @@ def test_the_readme_evaluate_block_runs_as_written(tiny_llama, tmp_path, monkeyp
                       tmp_path / "artifacts" / name / "reward_model")
     (tmp_path / "examples").symlink_to(REPO / "examples")
     monkeypatch.chdir(tmp_path)
-    lines = readme_block("## Evaluate")
+    lines = commands_matching(r"^python -m bsr_lightning (evaluate|diagnose|scenarios) ")
     assert len(lines) >= 7
     for line in lines:
-        args = shlex.split(line)[3:]  # after `python -m bsr_lightning`
+        args = line[3:]  # after `python -m bsr_lightning`
         result = cli_main(args)
         if args[0] == "evaluate":
             out = tmp_path / args[args.index("--output_dir") + 1]
@@ -42,11 +33,7 @@ def test_the_readme_evaluate_block_runs_as_written(tiny_llama, tmp_path, monkeyp
 @pytest.mark.parametrize("name", ["pairs.jsonl", "multi.jsonl", "multi_paper_format.jsonl", "rewardbench.jsonl",
                                   "rmbench.json", "responses.jsonl"])
 def test_the_examples_are_what_the_script_writes(name, tmp_path, monkeypatch):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("make_examples", REPO / "scripts/make_examples.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("make_examples")
     monkeypatch.setattr(module, "OUT", tmp_path)
     module.main()
     assert (tmp_path / name).read_text() == (REPO / "examples" / name).read_text()
