@@ -3,9 +3,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # A CPU torch wheel that satisfies the project's range; override e.g. TORCH=torch for your platform's default.
 TORCH ?= torch==2.13.0
-# Test workers (pytest-xdist): JOBS=auto runs one per core, each on one torch thread (faster; see the README). The
-# default, 0, runs the suite in one process: in parallel, tests that start servers or process groups can race for a port.
-JOBS ?= 0
+# Test workers (pytest-xdist): one per core by default, each on one torch thread; tests that start servers or process
+# groups take their ports from a block of their worker's own (tests/conftest.py: free_port). JOBS=0: one process.
+JOBS ?= auto
 REWARDBENCH := 0.1.4
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1

@@ -12,7 +12,10 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test JOBS=auto`: one worker p
     os.environ["OMP_NUM_THREADS"] = "1"
 
 import importlib.util  # noqa: E402
+import itertools  # noqa: E402
 import json  # noqa: E402
+import socket  # noqa: E402
+import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -41,6 +44,48 @@ def load_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def run_main(args: list[str], monkeypatch, capsys) -> tuple[int | str, str, str]:
+    """``python -m bsr_lightning *args`` in this process: (exit code, stdout, stderr). What ``main()`` lets through,
+    which a real run would print as a traceback, comes back as the code ``"traceback <type>: <message>"``."""
+    from bsr_lightning.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["bsr_lightning", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as stop:
+        code = stop.code or 0
+    except Exception as err:
+        code = f"traceback {type(err).__name__}: {str(err)[:200]}"
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+_PORT_BLOCK = 400
+_next_port = itertools.count()
+
+
+def free_port() -> int:
+    """A TCP port that is free now and that no other test worker hands out, for a server or a process group
+    (``MASTER_PORT``) that binds it later. Under pytest-xdist (``make test JOBS=auto``) each worker counts through a
+    block of its own below the kernel's ephemeral range, so neither another worker nor a ``bind(0)``/``connect()``
+    can take it in between; past the blocks it falls back to the kernel's pick."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    ranges = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    ephemeral = int(ranges.read_text().split()[0]) if ranges.is_file() else 32768
+    base = 20000 + worker * _PORT_BLOCK
+    while (offset := next(_next_port)) < _PORT_BLOCK and base + _PORT_BLOCK <= ephemeral:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", base + offset))
+            except OSError:  # taken (another program, or a previous run's connection in TIME_WAIT)
+                continue
+        return base + offset
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ from bsr_lightning import Backbone, RewardModel
 from bsr_lightning.backbones.export import export_module
 from bsr_lightning.cli import cli_main, main
 from bsr_lightning.files import MANIFEST
-from conftest import write_jsonl
+from conftest import run_main, write_jsonl
 from test_cli import checkpoint_of, fit_args
 
 ROW = {"prompt": "How do I start chess?", "chosen": "Learn the moves.", "rejected": "no"}
@@ -82,15 +82,7 @@ def cases(m: dict) -> dict[str, tuple[list[str], str]]:
 def test_every_bad_input_is_one_message_and_exit_2(made, monkeypatch, capsys):
     failures = []
     for name, (args, expected) in cases(made).items():
-        monkeypatch.setattr(sys, "argv", ["bsr_lightning", *args])
-        try:
-            main()
-            code = 0
-        except SystemExit as stop:
-            code = stop.code
-        except Exception as err:  # what main() lets through would be a traceback
-            code = f"traceback {type(err).__name__}: {str(err)[:200]}"
-        err = capsys.readouterr().err
+        code, _, err = run_main(args, monkeypatch, capsys)
         ok = code == 2 and "Traceback" not in err and "bsr_lightning: error:" in err and expected in err
         if not ok:
             failures.append(f"{name}: exit {code}, stderr tail {err[-300:]!r}")

@@ -13,7 +13,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from bsr_lightning.cli import cli_main
 from bsr_lightning.data.collate import pad_sequences
 from bsr_lightning.training.checkpoints import load_module_from_checkpoint
-from conftest import write_jsonl
+from conftest import run_main, write_jsonl
 
 
 def fit_args(model_path: str, data_path: str, root: Path, *extra: str) -> list[str]:
@@ -145,14 +145,17 @@ def test_a_checkpoint_cannot_name_arbitrary_classes(tiny_llama, synthetic_jsonl,
     assert not marker.exists()
 
 
-def test_one_help_lists_every_subcommand_and_each_has_its_own(tmp_path):
-    def run(*args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "bsr_lightning", *args], capture_output=True, text=True,
-                              timeout=300, cwd=tmp_path)
-        assert done.returncode == 0, done.stderr[-2000:]
-        return done.stdout
+def test_one_help_lists_every_subcommand_and_each_has_its_own(tmp_path, monkeypatch, capsys):
+    def run(*args: str) -> str:  # the subcommands' help in this process, through the same main()
+        code, out, err = run_main(list(args), monkeypatch, capsys)
+        assert code == 0, err[-2000:]
+        return out
 
-    top = run("--help")
+    done = subprocess.run([sys.executable, "-m", "bsr_lightning", "--help"], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)  # the real entry point once
+    assert done.returncode == 0, done.stderr[-2000:]
+    top = done.stdout
+    assert run("--help") == top
     for command in ("fit", "validate", "export", "evaluate", "diagnose", "scenarios", "sweep", "plan", "serve"):
         assert f"\n  {command} " in top, command
     plan = run("plan", "--help")

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, free_port
 
 WEIGHT = 0.1
 
@@ -33,7 +33,8 @@ def run_two_processes(model: str, root, strategy: list[str], extra: tuple[str, .
             "--trainer.callbacks.output_dir", str(root / "export"),
             "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
             "--trainer.callbacks.dirpath", str(root / "ckpt"), "--trainer.callbacks.save_last", "true", *extra]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
+           "MASTER_PORT": str(free_port())}
     result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
     steps = [[json.loads(line) for line in open(root / f"steps_rank{r}.jsonl")] for r in (0, 1)]

@@ -1,15 +1,17 @@
 """scripts/gpu_check.py runs end to end on tiny models on the CPU (--dry_run), so it is ready when a GPU is lent."""
 
 import json
+import os
 import subprocess
 import sys
 
-from conftest import REPO
+from conftest import REPO, free_port
 
 
 def test_gpu_check_dry_run_writes_every_section(tmp_path):
     result = subprocess.run([sys.executable, str(REPO / "scripts/gpu_check.py"), "--dry_run", "--output",
-                             str(tmp_path)], capture_output=True, text=True, timeout=600)
+                             str(tmp_path)], capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "MASTER_PORT": str(free_port())})  # its process groups' port
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     sections = report["sections"]

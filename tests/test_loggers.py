@@ -9,7 +9,7 @@ import pytest
 
 from bsr_lightning.errors import MissingExtra, require
 from bsr_lightning.training.loggers import SHORTCUTS, expand_shortcuts
-from conftest import REPO
+from conftest import REPO, run_main
 from wandb_offline import history_keys
 
 TINY_CONFIG = str(REPO / "configs/reward/synthetic_tiny.yaml")
@@ -66,16 +66,16 @@ def test_a_missing_extra_names_the_pip_command(monkeypatch):
         require("matplotlib", "diagnose")
 
 
-def test_commands_stop_with_the_pip_command_when_an_extra_is_missing(tmp_path):
-    code = ("import sys, importlib.util as u; find = u.find_spec; "  # as if neither package were installed
-            "u.find_spec = lambda n, *a: None if n in ('matplotlib', 'bitsandbytes') else find(n, *a); "
-            "from bsr_lightning.cli import main; sys.argv = ['bsr_lightning'] + sys.argv[1:]; main()")
-    diagnose = subprocess.run([sys.executable, "-c", code, "diagnose", "--models", "[m]", "--data", "d.jsonl",
-                               "--output_dir", str(tmp_path)], cwd=tmp_path, capture_output=True, text=True,
-                              timeout=300)
-    assert diagnose.returncode == 2 and "pip install 'bsr_lightning[plots]'" in diagnose.stderr
-    qlora = subprocess.run([sys.executable, "-c", code, "fit", "--config", TINY_CONFIG,
-                            "--model.backbone.quantization", "nf4", "--model.backbone.lora", "{}",
-                            "--trainer.callbacks", "[]", "--trainer.default_root_dir", str(tmp_path)],
-                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert qlora.returncode == 2 and "pip install 'bsr_lightning[quant]'" in qlora.stderr, qlora.stderr[-2000:]
+def test_commands_stop_with_the_pip_command_when_an_extra_is_missing(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    find = importlib.util.find_spec  # as if neither package were installed
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("matplotlib", "bitsandbytes") else find(name, *a))
+    code, _, err = run_main(["diagnose", "--models", "[m]", "--data", "d.jsonl", "--output_dir", str(tmp_path)],
+                            monkeypatch, capsys)
+    assert code == 2 and "pip install 'bsr_lightning[plots]'" in err, err[-2000:]
+    code, _, err = run_main(["fit", "--config", TINY_CONFIG, "--model.backbone.quantization", "nf4",
+                             "--model.backbone.lora", "{}", "--trainer.callbacks", "[]",
+                             "--trainer.default_root_dir", str(tmp_path)], monkeypatch, capsys)
+    assert code == 2 and "pip install 'bsr_lightning[quant]'" in err, err[-2000:]

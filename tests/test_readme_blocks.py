@@ -117,7 +117,8 @@ def test_the_rloo_block_chains_its_three_fits(tmp_path, monkeypatch):
 def test_the_serve_block_scores_as_written(tmp_path):
     """``serve`` on the demo's export path and the ``curl`` line, with a free port in place of 8000 (curl itself
     where installed, else the same request through urllib)."""
-    from test_serving import free_port, wait_until_healthy
+    from conftest import free_port
+    from test_serving import wait_until_healthy
 
     export_module(RewardModel(Backbone("tiny:synthetic"), score_init="normal"),
                   tmp_path / "artifacts/quickstart/reward_model")

@@ -19,7 +19,7 @@ from bsr_lightning.errors import DataError, PathNotFound, RowError, UserError
 from bsr_lightning.files import MANIFEST, sha256_of
 from bsr_lightning.synthetic_task import generate_preference_rows
 from bsr_lightning.training.checkpointing import AtomicCheckpointIO, ResumeState
-from conftest import REPO, write_jsonl
+from conftest import REPO, run_main, write_jsonl
 
 
 def mode(path: Path) -> int:
@@ -192,22 +192,22 @@ def run_module(*args: str, **env: str) -> subprocess.CompletedProcess:
                           env={**os.environ, **env}, timeout=300)
 
 
-def test_user_errors_print_one_block_and_exit_2(tmp_path):
+def test_user_errors_print_one_block_and_exit_2(tmp_path, monkeypatch, capsys):
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"chosen": "a"}])
     args = ["fit", "--config", str(REPO / "configs/reward/synthetic_tiny.yaml"), "--data",
             "bsr_lightning.PreferenceDataModule", "--data.path", bad, "--trainer.default_root_dir", str(tmp_path)]
-    result = run_module(*args)
+    result = run_module(*args)  # the real entry point once; the other two through the same main() in this process
     assert result.returncode == 2 and "Traceback" not in result.stderr
     error, hint = result.stderr.strip().splitlines()[-2:]  # the block: what and where, what to do; then the hint
     assert error.startswith("bsr_lightning: error: ") and "bad.jsonl:1: missing column 'rejected'" in error
     assert "bad_rows skip" in error and "BSR_LIGHTNING_TRACEBACK=1" in hint
-    config_error = run_module("fit", "--config", str(REPO / "configs/reward/synthetic_tiny.yaml"),
-                              "--model.regularizer.init_args.weight", "-1", "--trainer.default_root_dir",
-                              str(tmp_path))
-    assert config_error.returncode == 2 and "model.regularizer.init_args.weight: must be 0 or more" in \
-        config_error.stderr and "Traceback" not in config_error.stderr
-    verbose = run_module(*args, BSR_LIGHTNING_TRACEBACK="1")
-    assert verbose.returncode == 1 and "Traceback" in verbose.stderr
+    code, _, err = run_main(["fit", "--config", str(REPO / "configs/reward/synthetic_tiny.yaml"),
+                             "--model.regularizer.init_args.weight", "-1", "--trainer.default_root_dir",
+                             str(tmp_path)], monkeypatch, capsys)
+    assert code == 2 and "model.regularizer.init_args.weight: must be 0 or more" in err and "Traceback" not in err
+    monkeypatch.setenv("BSR_LIGHTNING_TRACEBACK", "1")
+    code, _, _ = run_main(args, monkeypatch, capsys)
+    assert code.startswith("traceback ") and "missing column 'rejected'" in code  # raised: Python prints it
 
 
 def test_resume_state_saves_and_restores_cuda_generators(monkeypatch):

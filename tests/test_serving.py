@@ -23,13 +23,7 @@ from bsr_lightning.backbones.export import export_module
 from bsr_lightning.cli import cli_main
 from bsr_lightning.rloo.rewards import FunctionReward, HTTPReward, ModelReward, RewardServerError, WeightedRewards
 from bsr_lightning.synthetic_task import generate_preference_rows
-from conftest import write_jsonl
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from conftest import free_port, write_jsonl
 
 
 def post(url: str, body: bytes, timeout: float = 60.0) -> tuple[int, dict]:
@@ -216,3 +210,11 @@ def test_killing_the_server_outright_ends_its_workers_and_frees_the_port(reward_
             break
     with pytest.raises(OSError):
         urllib.request.urlopen(url, timeout=2)  # nothing answers: the orphaned workers are gone
+
+
+def test_free_ports_are_distinct_and_bindable():
+    ports = [free_port() for _ in range(3)]
+    assert len(set(ports)) == 3
+    for port in ports:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
