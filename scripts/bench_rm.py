@@ -315,7 +315,7 @@ def main() -> None:
     decoder_dir = Path(tempfile.gettempdir()) / "bsr_lightning_bench_decoder"
     decoder_shape = build_decoder(decoder_dir, resolve_model_path(MODEL))
     shared += ["--decoder_path", str(decoder_dir)]
-    rows = []
+    rows, started = [], time.perf_counter()
     for seed in args.seeds:
         for row in args.rows:
             rows.append(one_row(row, seed, shared))
@@ -330,7 +330,7 @@ def main() -> None:
     from bench_bf16_cpu import machine
 
     result = {**best, "means": list(means.values()), "rows": rows, "skipped": skipped, "decoder_shape": decoder_shape,
-              "run": machine(),
+              "run": {**machine(), "wall_seconds": round(time.perf_counter() - started, 1)},
               "settings": {"batch_size": args.batch_size, "buckets": args.buckets, "max_length": args.max_length,
                            "lr": args.lr, "epochs": 1, "seeds": args.seeds, "max_pairs": args.max_pairs,
                            "decoder_max_pairs": args.decoder_max_pairs,

@@ -29,3 +29,4 @@ def test_the_decoder_summary_is_the_fastest_random_project_row_against_trl(bench
              {"row": "decoder-project-shared-random", "pairs_per_s": 8.0}]
     best = bench.best_of(means, ("decoder-project", "decoder-trl"))
     assert best["decoder-project"]["row"] == "decoder-project-shared-random" and best["ratio_pairs_per_s"] == 1.6
+
