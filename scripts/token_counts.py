@@ -21,12 +21,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 DATA = str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hh_rlhf_harmless_base_test.jsonl.gz")
 
 
-def bucket_cost(lengths: torch.Tensor, buckets: int) -> int:
+def bucket_cost(lengths: torch.Tensor, buckets: int, equal_counts: bool = False) -> int:
     """Positions computed when ``lengths`` are cut into the forward modes' ``buckets`` length groups, each padded to
-    its longest."""
+    its longest; ``equal_counts``: cut the sorted lengths into groups of equal count instead (before 2026-12-04)."""
     from bsr_lightning.reward.forward import length_groups
 
-    return sum(len(g) * int(lengths[g].max()) for g in length_groups(lengths, buckets))
+    groups = lengths.argsort().tensor_split(buckets) if equal_counts else length_groups(lengths, buckets)
+    return sum(len(g) * int(lengths[g].max()) for g in groups if len(g))
 
 
 def batch_costs(batch: dict, buckets: int) -> dict[str, int]:
@@ -36,8 +37,11 @@ def batch_costs(batch: dict, buckets: int) -> dict[str, int]:
     lengths = mask.sum(-1)
     laid = torch.tensor([laid_out_length(piece) for piece in pair_pieces(batch["input_ids"], mask)])
     return {"Padded": mask.numel(), f"LengthBuckets({buckets})": bucket_cost(lengths, buckets),
+            f"LengthBuckets({buckets}), equal counts": bucket_cost(lengths, buckets, equal_counts=True),
             "Packed (no padding)": int(lengths.sum()), "SharedPrefix(1)": bucket_cost(laid, 1),
-            f"SharedPrefix({buckets})": bucket_cost(laid, buckets), "SharedPrefix, no padding": int(laid.sum())}
+            f"SharedPrefix({buckets})": bucket_cost(laid, buckets),
+            f"SharedPrefix({buckets}), equal counts": bucket_cost(laid, buckets, equal_counts=True),
+            "SharedPrefix, no padding": int(laid.sum())}
 
 
 def main() -> None:

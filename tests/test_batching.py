@@ -1,19 +1,57 @@
 """Padding-free packing and length buckets give the padded path's rewards, hidden states and gradients."""
 
 import shutil
+from itertools import pairwise
 
 import pytest
 import torch
 
 from bsr_lightning import Backbone, RewardModel
 from bsr_lightning.data.collate import pad_sequences
-from bsr_lightning.reward.forward import LengthBuckets, Packed, Padded
+from bsr_lightning.reward.forward import LengthBuckets, Packed, Padded, fewest_position_cuts, length_groups
 
 
 def batch(model, lengths, side):
     torch.manual_seed(0)
     seqs = [torch.randint(10, 300, (n,)).numpy() for n in lengths]
     return pad_sequences(seqs, model.tokenizer.pad_token_id, side)
+
+
+def positions(lengths: list[int], cuts: list[int]) -> int:
+    bounds = [0, *cuts, len(lengths)]
+    return sum((b - a) * lengths[b - 1] for a, b in pairwise(bounds))
+
+
+def test_length_groups_compute_the_fewest_positions():
+    # 2, 3, 3, 3, 3, 3, 20, 20 in 2 groups: equal halves pad to 3 and 20 (4*3 + 4*20 = 92); the best cut keeps the
+    # two 20s alone (6*3 + 2*20 = 58)
+    assert fewest_position_cuts([2, 3, 3, 3, 3, 3, 20, 20], 2) == [6]
+    assert positions([2, 3, 3, 3, 3, 3, 20, 20], [6]) == 58
+    groups = length_groups(torch.tensor([20, 3, 2, 3, 20, 3, 3, 3]), 2)  # indices, shortest first, ties in order
+    assert [g.tolist() for g in groups] == [[2, 1, 3, 5, 6, 7], [0, 4]]
+    assert fewest_position_cuts([4, 4, 4], 2) == [1]  # a tie: the earliest cut
+    assert fewest_position_cuts([1, 2, 3], 3) == [1, 2] and fewest_position_cuts([7], 1) == []
+    assert [g.tolist() for g in length_groups(torch.tensor([5, 1]), 4)] == [[1], [0]]  # never more groups than rows
+
+
+def test_token_counts_script_counts_both_cuts():
+    from conftest import load_script
+
+    cost = load_script("token_counts").bucket_cost
+    lengths = torch.tensor([20, 3, 2, 3, 20, 3, 3, 3])
+    assert cost(lengths, 2) == 58 and cost(lengths, 2, equal_counts=True) == 92 and cost(lengths, 8) == 57
+
+
+def test_length_groups_match_a_brute_force_search():
+    from itertools import combinations
+
+    rng = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        n, groups = int(torch.randint(1, 10, (1,), generator=rng)), int(torch.randint(1, 5, (1,), generator=rng))
+        groups = min(groups, n)
+        lengths = sorted(torch.randint(1, 60, (n,), generator=rng).tolist())
+        best = min(positions(lengths, list(c)) for c in combinations(range(1, n), groups - 1))
+        assert positions(lengths, fewest_position_cuts(lengths, groups)) == best, (lengths, groups)
 
 
 @pytest.mark.parametrize("batching", [Packed(), LengthBuckets(2), LengthBuckets(8)],

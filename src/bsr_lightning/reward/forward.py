@@ -36,9 +36,29 @@ MASKS = {"eager": additive_mask, "flex_attention": block_mask}  # sdpa: the bool
 
 
 def length_groups(sizes: Tensor, buckets: int) -> tuple[Tensor, ...]:
-    """Indices of ``sizes`` ``(n,)`` sorted shortest first and cut into ``buckets`` groups of about equal count."""
-    order = sizes.argsort()
-    return order.tensor_split(min(buckets, len(order)))
+    """Indices of ``sizes`` ``(n,)`` sorted shortest first and cut into ``min(buckets, n)`` contiguous groups that
+    compute the fewest positions, each group padded to its longest: ``sum(len(g) * max(sizes[g]))``, minimized exactly
+    by dynamic programming over the cut points (ties: the earliest cuts)."""
+    order = sizes.argsort(stable=True)
+    cuts = fewest_position_cuts(sizes[order].tolist(), min(buckets, len(order)))
+    return order.tensor_split(cuts)
+
+
+def fewest_position_cuts(lengths: list[int], groups: int) -> list[int]:
+    """The ``groups - 1`` cut points of ascending ``lengths`` that minimize ``sum(len(g) * g[-1])`` over the groups."""
+    n = len(lengths)
+    cost = [0] + [float("inf")] * n  # cost[j]: best for lengths[:j] in the groups so far
+    back = [[0] * (n + 1) for _ in range(groups)]
+    for g in range(groups):
+        new = [float("inf")] * (n + 1)
+        for j in range(g + 1, n - groups + g + 2):  # leave at least one row for each later group
+            new[j], back[g][j] = min((cost[i] + (j - i) * lengths[j - 1], i) for i in range(g, j))
+        cost = new
+    cuts, j = [], n
+    for g in range(groups - 1, 0, -1):
+        j = back[g][j]
+        cuts.append(j)
+    return cuts[::-1]
 
 
 def bucketed(sizes: Tensor, buckets: int, run) -> tuple[Tensor, ...]:
@@ -69,8 +89,9 @@ class Padded(ForwardMode):
 
 
 class LengthBuckets(ForwardMode):
-    """Sort the rows by length, cut them into ``buckets`` groups of about equal size and run each group trimmed to
-    its longest row. Worth it when lengths in a batch vary widely (chosen and rejected often do).
+    """Sort the rows by length, cut them into the ``buckets`` groups that compute the fewest positions
+    (:func:`length_groups`) and run each group trimmed to its longest row. Worth it when lengths in a batch vary
+    widely (chosen and rejected often do).
 
     Args:
         buckets: the number of forward passes per batch.
