@@ -2,20 +2,19 @@
 
     python scripts/time_tests.py --jobs auto --output docs/test_time.json
 
-Runs the suite as `make test` does (pytest, `-n JOBS --dist loadfile`, offline) from a scratch directory, so that
-nothing depends on the working directory, and writes the JSON: the date, the CPU model, the cores, the command, the
-wall time and pytest's own summary (passed, skipped, failed). Run it alone on the machine: it is a benchmark.
+Runs `make test JOBS=...` itself (the Makefile holds pytest's options and the offline settings; each test runs in
+a scratch directory of its own) and writes the JSON: the date, the CPU model, the cores, the command, the wall time
+and pytest's own summary (passed, skipped, failed). Run it alone on the machine: it is a benchmark. A venv that
+`make` has yet to create or update is installed first, inside the timed run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,16 +35,13 @@ def main() -> None:
     args = parser.parse_args()
     from bench_bf16_cpu import machine  # beside this script
 
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", args.jobs, "--dist", "loadfile",
-               str(REPO / "tests")]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    with tempfile.TemporaryDirectory(prefix="time_tests-") as scratch:
-        started = time.perf_counter()
-        done = subprocess.run(command, cwd=scratch, env=env, capture_output=True, text=True)
-        seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    done = subprocess.run(["make", "--no-print-directory", "-C", str(REPO), "test", f"JOBS={args.jobs}"],
+                          capture_output=True, text=True)
+    seconds = time.perf_counter() - started
     lines = done.stdout.strip().splitlines()
     last = lines[-1] if lines else ""
-    result = {**machine(), "jobs": args.jobs, "pytest_exit_status": done.returncode, "wall_seconds": round(seconds, 1),
+    result = {**machine(), "jobs": args.jobs, "exit_status": done.returncode, "wall_seconds": round(seconds, 1),
               "summary": last, **summary_counts(last)}
     text = json.dumps(result, indent=2)
     print(text)

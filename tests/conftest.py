@@ -15,7 +15,10 @@ import importlib.util  # noqa: E402
 import itertools  # noqa: E402
 import json  # noqa: E402
 import socket  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
+import urllib.request  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -76,7 +79,7 @@ def free_port() -> int:
     ranges = Path("/proc/sys/net/ipv4/ip_local_port_range")
     ephemeral = int(ranges.read_text().split()[0]) if ranges.is_file() else 32768
     base = 20000 + worker * _PORT_BLOCK
-    while (offset := next(_next_port)) < _PORT_BLOCK and base + _PORT_BLOCK <= ephemeral:
+    while base + _PORT_BLOCK <= ephemeral and (offset := next(_next_port)) < _PORT_BLOCK:
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", base + offset))
@@ -86,6 +89,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen, seconds: float = 120) -> None:
+    """Wait for ``GET {url}/health`` of a ``serve`` process to answer ``ok``; fail the test with the server's output
+    if it never does."""
+    deadline = time.time() + seconds
+    while time.time() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.read() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    pytest.fail("server did not come up: " + process.stdout.read()[-3000:])
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,7 @@
 """Padding-free packing and length buckets give the padded path's rewards, hidden states and gradients."""
 
 import shutil
-from itertools import pairwise
+from itertools import combinations, pairwise
 
 import pytest
 import torch
@@ -9,6 +9,7 @@ import torch
 from bsr_lightning import Backbone, RewardModel
 from bsr_lightning.data.collate import pad_sequences
 from bsr_lightning.reward.forward import LengthBuckets, Packed, Padded, fewest_position_cuts, length_groups
+from conftest import load_script
 
 
 def batch(model, lengths, side):
@@ -35,16 +36,12 @@ def test_length_groups_compute_the_fewest_positions():
 
 
 def test_token_counts_script_counts_both_cuts():
-    from conftest import load_script
-
     cost = load_script("token_counts").bucket_cost
     lengths = torch.tensor([20, 3, 2, 3, 20, 3, 3, 3])
     assert cost(lengths, 2) == 58 and cost(lengths, 2, equal_counts=True) == 92 and cost(lengths, 8) == 57
 
 
 def test_length_groups_match_a_brute_force_search():
-    from itertools import combinations
-
     rng = torch.Generator().manual_seed(0)
     for _ in range(200):
         n, groups = int(torch.randint(1, 10, (1,), generator=rng)), int(torch.randint(1, 5, (1,), generator=rng))

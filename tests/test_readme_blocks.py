@@ -18,7 +18,7 @@ import torch
 from bsr_lightning import Backbone, RewardModel
 from bsr_lightning.backbones.export import export_module
 from bsr_lightning.cli import cli_main
-from conftest import HH_DATA, REPO
+from conftest import HH_DATA, REPO, free_port, wait_until_healthy
 
 # (pattern on the command, where it runs: "file::test" of the suite, or "not here: why")
 WHERE = [
@@ -117,9 +117,6 @@ def test_the_rloo_block_chains_its_three_fits(tmp_path, monkeypatch):
 def test_the_serve_block_scores_as_written(tmp_path):
     """``serve`` on the demo's export path and the ``curl`` line, with a free port in place of 8000 (curl itself
     where installed, else the same request through urllib)."""
-    from conftest import free_port
-    from test_serving import wait_until_healthy
-
     export_module(RewardModel(Backbone("tiny:synthetic"), score_init="normal"),
                   tmp_path / "artifacts/quickstart/reward_model")
     port = str(free_port())

@@ -23,7 +23,7 @@ from bsr_lightning.backbones.export import export_module
 from bsr_lightning.cli import cli_main
 from bsr_lightning.rloo.rewards import FunctionReward, HTTPReward, ModelReward, RewardServerError, WeightedRewards
 from bsr_lightning.synthetic_task import generate_preference_rows
-from conftest import free_port, write_jsonl
+from conftest import free_port, wait_until_healthy, write_jsonl
 
 
 def post(url: str, body: bytes, timeout: float = 60.0) -> tuple[int, dict]:
@@ -37,20 +37,6 @@ def post(url: str, body: bytes, timeout: float = 60.0) -> tuple[int, dict]:
 
 def items(rows: list[dict]) -> list[dict]:
     return [{"prompt": r["prompt"], "response": r[side]} for r in rows for side in ("chosen", "rejected")]
-
-
-def wait_until_healthy(url: str, process: subprocess.Popen, seconds: float = 120) -> None:
-    """Wait for ``GET {url}/health`` to answer ``ok``; fail the test with the server's output if it never does."""
-    deadline = time.time() + seconds
-    while time.time() < deadline and process.poll() is None:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.read() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.5)
-    process.kill()
-    pytest.fail("server did not come up: " + process.stdout.read()[-3000:])
 
 
 @pytest.fixture(scope="module")

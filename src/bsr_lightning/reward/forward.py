@@ -39,9 +39,8 @@ def length_groups(sizes: Tensor, buckets: int) -> tuple[Tensor, ...]:
     """Indices of ``sizes`` ``(n,)`` sorted shortest first and cut into ``min(buckets, n)`` contiguous groups that
     compute the fewest positions, each group padded to its longest: ``sum(len(g) * max(sizes[g]))``, minimized exactly
     by dynamic programming over the cut points (ties: the earliest cuts)."""
-    order = sizes.argsort(stable=True)
-    cuts = fewest_position_cuts(sizes[order].tolist(), min(buckets, len(order)))
-    return order.tensor_split(cuts)
+    ascending, order = sizes.sort(stable=True)
+    return order.tensor_split(fewest_position_cuts(ascending.tolist(), min(buckets, len(order))))
 
 
 def fewest_position_cuts(lengths: list[int], groups: int) -> list[int]:
