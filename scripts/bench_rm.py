@@ -18,7 +18,7 @@ parameter count in the JSON's ``decoder_shape``) with the encoder's tokenizer, o
 pairs at most ``--decoder_max_length`` tokens (``--decoder_val_fraction`` of them held out, so that the held-out
 accuracy is measured on hundreds of pairs), in ``--decoder_precision``: ``decoder-trl-grouped`` (TRL at its
 best: grouped; TRL has no padding-free reward training) and the project on random batches with ``Padded``,
-``Packed`` and ``SharedPrefix`` (``decoder-project-{padded,packed,shared}-random``).
+``Packed`` and ``SharedPrefix(--decoder_buckets)`` (``decoder-project-{padded,packed,shared}-random``).
 
 Each row reports pairs/s, real (non-pad) tokens/s, the tokens the transformer actually computed (padding and
 repeated prompts included: ``computed_tokens``), peak RSS, held-out accuracy (one shared function on each trained
@@ -128,11 +128,13 @@ def planned_rows(rows: list[str], bf16: str, decoder_precision: str) -> tuple[li
     return [r for r in rows if r not in skipped], skipped
 
 
-def forward_mode(name: str, buckets: int):
+def forward_mode(args, name: str):
+    """The project row's forward mode: ``LengthBuckets(--buckets)`` (encoder rows), ``SharedPrefix(--decoder_buckets)``,
+    ``Padded`` or ``Packed``."""
     from bsr_lightning.reward.forward import LengthBuckets, Packed, Padded, SharedPrefix
 
-    return {"buckets": lambda: LengthBuckets(buckets), "padded": Padded, "packed": Packed,
-            "shared": lambda: SharedPrefix(buckets)}[name]()
+    return {"buckets": lambda: LengthBuckets(args.buckets), "padded": Padded, "packed": Packed,
+            "shared": lambda: SharedPrefix(args.decoder_buckets)}[name]()
 
 
 def run_project(args, model: str, precision: str, grouped: bool, mode: str) -> dict:
@@ -144,7 +146,7 @@ def run_project(args, model: str, precision: str, grouped: bool, mode: str) -> d
     L.seed_everything(args.seed)
     dm = datamodule(args, model, grouped)
     optimization = Optimization(lr=args.lr, warmup_ratio=0.0, schedule="linear", fused=False if args.no_fused else None)
-    module = RewardModel(Backbone(model), optimization=optimization, forward_mode=forward_mode(mode, args.buckets))
+    module = RewardModel(Backbone(model), optimization=optimization, forward_mode=forward_mode(args, mode))
     trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=1, limit_val_batches=0, num_sanity_val_steps=0,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, precision="bf16-mixed" if precision == "bf16" else "32-true")
@@ -276,7 +278,10 @@ def main() -> None:
     parser.add_argument("--max_length", type=int, default=512)
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--buckets", type=int, default=4, help="bsr_lightning's LengthBuckets per batch")
+    parser.add_argument("--buckets", type=int, default=8,
+                        help="the encoder rows' LengthBuckets per batch (8: 1.08x TRL grouped on random batches here, "
+                             "4: 0.95x; docs/benchmarks.md)")
+    parser.add_argument("--decoder_buckets", type=int, default=4, help="SharedPrefix's buckets per batch")
     parser.add_argument("--max_pairs", type=int, default=None, help="use only the first N rows (quick runs)")
     parser.add_argument("--decoder_max_pairs", type=int, default=1000, help="the decoder rows' first N rows")
     parser.add_argument("--decoder_max_length", type=int, default=256, help="the decoder rows' longest pair")
@@ -301,7 +306,8 @@ def main() -> None:
         print(json.dumps(run_row(args)))
         return
     shared = ["--data", args.data, "--batch_size", str(args.batch_size), "--max_length", str(args.max_length),
-              "--lr", str(args.lr), "--buckets", str(args.buckets)]
+              "--lr", str(args.lr), "--buckets", str(args.buckets),
+              "--decoder_buckets", str(args.decoder_buckets)]
     shared += ["--max_pairs", str(args.max_pairs)] if args.max_pairs else []
     shared += ["--no_fused"] if args.no_fused else []
     shared += ["--decoder_max_pairs", str(args.decoder_max_pairs), "--decoder_max_length",
@@ -331,8 +337,9 @@ def main() -> None:
 
     result = {**best, "means": list(means.values()), "rows": rows, "skipped": skipped, "decoder_shape": decoder_shape,
               "run": {**machine(), "wall_seconds": round(time.perf_counter() - started, 1)},
-              "settings": {"batch_size": args.batch_size, "buckets": args.buckets, "max_length": args.max_length,
-                           "lr": args.lr, "epochs": 1, "seeds": args.seeds, "max_pairs": args.max_pairs,
+              "settings": {"batch_size": args.batch_size, "buckets": args.buckets,
+                           "decoder_buckets": args.decoder_buckets, "max_length": args.max_length, "lr": args.lr,
+                           "epochs": 1, "seeds": args.seeds, "max_pairs": args.max_pairs,
                            "decoder_max_pairs": args.decoder_max_pairs,
                            "decoder_max_length": args.decoder_max_length,
                            "decoder_precision": args.decoder_precision,

@@ -1,6 +1,8 @@
 """scripts/bench_rm.py's row planning: bf16 rows run only with native bf16 (or when forced), each skip says why, and
 the decoder summary compares the project's random-batch rows with TRL's."""
 
+from types import SimpleNamespace
+
 import pytest
 
 from conftest import load_script
@@ -30,3 +32,10 @@ def test_the_decoder_summary_is_the_fastest_random_project_row_against_trl(bench
     best = bench.best_of(means, ("decoder-project", "decoder-trl"))
     assert best["decoder-project"]["row"] == "decoder-project-shared-random" and best["ratio_pairs_per_s"] == 1.6
 
+
+
+def test_encoder_rows_take_buckets_and_the_shared_prefix_rows_take_decoder_buckets(bench):
+    args = SimpleNamespace(buckets=8, decoder_buckets=3)
+    assert type(bench.forward_mode(args, "buckets")).__name__ == "LengthBuckets"
+    assert bench.forward_mode(args, "buckets").buckets == 8 and bench.forward_mode(args, "shared").buckets == 3
+    assert {type(bench.forward_mode(args, name)).__name__ for name in ("padded", "packed")} == {"Padded", "Packed"}
