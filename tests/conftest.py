@@ -10,7 +10,7 @@ import tempfile
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
-# Caches of this session only, removed at exit: the project's tokenized-data cache and torch.compile's (inductor
+# Caches of this session only, removed at exit: the tiny-model cache and torch.compile's kernels (inductor
 # would otherwise reuse kernels another run built in /tmp/torchinductor_$USER, e.g. under another ATEN_CPU_CAPABILITY).
 _SCRATCH = tempfile.mkdtemp(prefix="bsr_lightning_tests-")
 atexit.register(shutil.rmtree, _SCRATCH, True)
@@ -117,18 +117,18 @@ def wait_until_healthy(url: str, process: subprocess.Popen, seconds: float = 120
 # The files that take 25 s or more (pytest --durations=0, 2026-12-04), longest first: marked ``slow``, so that
 # ``pytest -m "not slow"`` is a quick pass, and collected first in this order, so that ``make test``'s workers
 # (``--dist loadfile`` hands out whole files in collection order) do not end on a long file started last while the
-# other worker idles: longest first, then the short files fill the gaps.
+# other worker idles; the short files fill the gaps.
 SLOW_FILES = ("test_resume.py", "test_hub.py", "test_ddp.py", "test_readme_sequence.py", "test_readme_blocks.py",
               "test_serving.py", "test_batching.py", "test_loggers.py", "test_rloo.py", "test_cli.py",
               "test_shared_prefix.py")
+_SLOW_RANK = {name: i for i, name in enumerate(SLOW_FILES)}
 
 
 def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
-        if item.path.name in SLOW_FILES:
+        if item.path.name in _SLOW_RANK:
             item.add_marker(pytest.mark.slow)
-    rank = {name: i for i, name in enumerate(SLOW_FILES)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FILES)))  # stable: the short files keep their order
+    items.sort(key=lambda item: _SLOW_RANK.get(item.path.name, len(SLOW_FILES)))  # stable: short files keep order
 
 
 @pytest.fixture(autouse=True)

@@ -33,7 +33,6 @@ def test_the_decoder_summary_is_the_fastest_random_project_row_against_trl(bench
     assert best["decoder-project"]["row"] == "decoder-project-shared-random" and best["ratio_pairs_per_s"] == 1.6
 
 
-
 def test_encoder_rows_take_buckets_and_the_shared_prefix_rows_take_decoder_buckets(bench):
     args = SimpleNamespace(buckets=8, decoder_buckets=3)
     assert type(bench.forward_mode(args, "buckets")).__name__ == "LengthBuckets"
