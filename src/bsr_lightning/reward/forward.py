@@ -60,12 +60,16 @@ def fewest_position_cuts(lengths: list[int], groups: int) -> list[int]:
     return cuts[::-1]
 
 
-def bucketed(sizes: Tensor, buckets: int, run) -> tuple[Tensor, ...]:
-    """``run(rows)`` on each of :func:`length_groups`; its tensors (one row per index in ``rows``) concatenated
-    back into the input order."""
+def bucketed(module, sizes: Tensor, buckets: int, prepare, run) -> tuple[Tensor, ...]:
+    """For each of :func:`length_groups`, ``run(*prepare(rows))``; ``prepare`` returns the pass's ``(n, T)`` token
+    ids first, and every pass's ids are embedded in one lookup (``module.one_embedding_lookup``). ``run``'s tensors
+    (one row per index in ``rows``) are concatenated back into the input order."""
     groups = length_groups(sizes, buckets)
+    inputs = [prepare(rows) for rows in groups]
+    with module.one_embedding_lookup([x[0] for x in inputs]):
+        outputs = [run(*x) for x in inputs]
     inverse = torch.cat(groups).argsort()
-    return tuple(torch.cat(parts)[inverse] for parts in zip(*(run(rows) for rows in groups), strict=True))
+    return tuple(torch.cat(parts)[inverse] for parts in zip(*outputs, strict=True))
 
 
 class ForwardMode:
@@ -102,11 +106,11 @@ class LengthBuckets(ForwardMode):
         self.buckets = buckets
 
     def __call__(self, module, input_ids, attention_mask):
-        def run(rows: Tensor) -> tuple[Tensor, Tensor]:
+        def prepare(rows: Tensor) -> tuple[Tensor, Tensor]:
             columns = attention_mask[rows].any(0)  # the bucket's real-token columns: one contiguous span
-            return module.padded_forward(input_ids[rows][:, columns], attention_mask[rows][:, columns])
+            return input_ids[rows][:, columns], attention_mask[rows][:, columns]
 
-        return bucketed(attention_mask.sum(-1), self.buckets, run)
+        return bucketed(module, attention_mask.sum(-1), self.buckets, prepare, module.padded_forward)
 
 
 class Packed(ForwardMode):
@@ -159,13 +163,17 @@ class SharedPrefix(ForwardMode):
     def __call__(self, module, input_ids, attention_mask):
         pieces = pair_pieces(input_ids, attention_mask)
 
-        def run(rows: Tensor) -> tuple[Tensor, Tensor]:
+        def prepare(rows: Tensor) -> tuple[Tensor, object]:
             layout = build_rows([pieces[i] for i in rows.tolist()], module.tokenizer.pad_token_id or 0)
+            return layout.input_ids, layout
+
+        def run(ids: Tensor, layout) -> tuple[Tensor, Tensor]:
             mask = MASKS.get(module.attention, allowed)(layout.segments)
-            flat = layout.ends + torch.arange(len(rows), device=input_ids.device)[:, None] * layout.input_ids.size(1)
-            r, h = module.packed_forward(layout.input_ids, layout.position_ids, flat.flatten(), mask)  # (2b,)
-            return r.view(-1, 2), h.view(len(rows), 2, -1)
+            rows = ids.size(0)
+            flat = layout.ends + torch.arange(rows, device=ids.device)[:, None] * ids.size(1)
+            r, h = module.packed_forward(ids, layout.position_ids, flat.flatten(), mask)  # (2b,)
+            return r.view(-1, 2), h.view(rows, 2, -1)
 
         sizes = torch.tensor([laid_out_length(piece) for piece in pieces])
-        rewards, hidden = bucketed(sizes, self.buckets, run)  # (B, 2), (B, 2, H)
+        rewards, hidden = bucketed(module, sizes, self.buckets, prepare, run)  # (B, 2), (B, 2, H)
         return rewards.T.flatten(), hidden.transpose(0, 1).flatten(0, 1)  # chosen rows first, as the input

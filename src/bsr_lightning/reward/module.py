@@ -6,6 +6,7 @@ import inspect
 import warnings
 
 import torch
+from lightning.pytorch.strategies import FSDPStrategy
 from torch import Tensor
 
 from bsr_lightning.args import Backbone, RewardOptimization
@@ -21,6 +22,7 @@ from bsr_lightning.backbones.transformers_compat import attention_implementation
 from bsr_lightning.base import BackboneModule
 from bsr_lightning.errors import check
 from bsr_lightning.lightning_compat import attached_trainer
+from bsr_lightning.reward.embedding_lookup import OneLookup
 from bsr_lightning.reward.forward import ForwardMode, Padded
 from bsr_lightning.reward.losses import BradleyTerry, PairwiseLoss
 from bsr_lightning.reward.metrics import RewardMetrics, batch_summary
@@ -92,6 +94,7 @@ class RewardModel(BackboneModule):
         self._accepts_position_ids = "position_ids" in inspect.signature(plain.forward).parameters
         self._head_input: Tensor | None = None
         find_score_head(plain).register_forward_hook(self._capture_head_input)
+        self._lookup = OneLookup(plain.get_input_embeddings())
         self.train_metrics, self.val_metrics, self.test_metrics = RewardMetrics(), RewardMetrics(), RewardMetrics()
         self.guard = NonFiniteGuard(on_nonfinite)
         self._compiled = False
@@ -111,6 +114,14 @@ class RewardModel(BackboneModule):
             ``rewards`` ``(N,)`` and ``hidden`` ``(N, H)``, the pooled hidden state that entered the score head.
         """
         return self.forward_mode(self, input_ids, attention_mask)
+
+    def one_embedding_lookup(self, token_ids: list[Tensor]):
+        """Context for a batch run as several passes: their ``(n, T)`` token ids are embedded in one lookup, so that
+        backward builds one embedding gradient (:class:`~bsr_lightning.reward.embedding_lookup.OneLookup`). A no-op
+        on compiled backbones and under FSDP, whose embedding weights are only whole inside the backbone's forward."""
+        sharded = self.device_mesh is not None or isinstance(getattr(attached_trainer(self), "strategy", None),
+                                                            FSDPStrategy)
+        return self._lookup.batched(token_ids, enabled=not (self._compiled or sharded))
 
     def padded_forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
         """One pass over a padded ``(N, T)`` batch; returns rewards ``(N,)`` and head inputs ``(N, H)``."""
