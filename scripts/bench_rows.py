@@ -27,13 +27,11 @@ class Row:
         dm: the ``PreferenceDataModule`` both sides read their token ids from.
         train: runs the whole training (``max_steps`` optimizer steps, or one epoch).
         model: the Hugging Face model being trained (for held-out scoring and token counting).
-        step_callback: ``callback(hook)`` registers ``hook()`` to run after every optimizer step.
     """
 
     dm: Any
     train: Callable[[], Any]
     model: Any
-    step_callback: Callable[[Callable[[], None]], None]
 
 
 def datamodule(args, model: str, grouped: bool = True):
@@ -73,28 +71,17 @@ def project_row(args, model: str, precision: str, grouped: bool, mode: str, max_
     dm = datamodule(args, model, grouped)
     optimization = Optimization(lr=args.lr, warmup_ratio=0.0, schedule="linear", fused=False if args.no_fused else None)
     module = RewardModel(Backbone(model), optimization=optimization, forward_mode=forward_mode(args, mode))
-
-    class StepHooks(L.Callback):
-        def __init__(self) -> None:
-            self.hooks: list[Callable[[], None]] = []
-
-        def on_train_batch_end(self, *_) -> None:
-            for hook in self.hooks:
-                hook()
-
-    callback = StepHooks()
     trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=1, max_steps=max_steps, limit_val_batches=0,
                         num_sanity_val_steps=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[callback],
-                        precision="bf16-mixed" if precision == "bf16" else "32-true")
-    return Row(dm, lambda: trainer.fit(module, dm), module.backbone, callback.hooks.append)
+                        enable_model_summary=False, precision="bf16-mixed" if precision == "bf16" else "32-true")
+    return Row(dm, lambda: trainer.fit(module, dm), module.backbone)
 
 
 def trl_row(args, model_name: str, output_dir: str, precision: str, grouped: bool, max_steps: int = -1) -> Row:
     """TRL's ``RewardTrainer`` on the same token ids, at its best settings (see bench_rm's docstring)."""
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForSequenceClassification, TrainerCallback
+    from transformers import AutoModelForSequenceClassification
     from trl import RewardConfig, RewardTrainer
 
     from bsr_lightning.backbones.names import resolve_model_path
@@ -116,18 +103,7 @@ def trl_row(args, model_name: str, output_dir: str, precision: str, grouped: boo
                           gradient_checkpointing=False)  # TRL defaults to recomputing activations; neither side does
     trainer = RewardTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
                             processing_class=dm.tokenizer)
-
-    class StepHooks(TrainerCallback):
-        def __init__(self) -> None:
-            self.hooks: list[Callable[[], None]] = []
-
-        def on_step_end(self, *_, **__) -> None:
-            for hook in self.hooks:
-                hook()
-
-    callback = StepHooks()
-    trainer.add_callback(callback)
-    return Row(dm, trainer.train, trainer.model, callback.hooks.append)
+    return Row(dm, trainer.train, trainer.model)
 
 
 def heldout_accuracy(model, dm) -> float:

@@ -40,12 +40,12 @@ def category(key: str) -> str:
 
 class Window:
     """Starts ``profiler`` after optimizer step ``warmup`` and stops it after step ``warmup + steps``, recording the
-    wall time and ``counter``'s computed tokens in between."""
+    wall time and ``counter``'s computed tokens in between; called after every optimizer step."""
 
     def __init__(self, profiler, counter, warmup: int, steps: int) -> None:
         self.profiler, self.counter, self.warmup, self.steps = profiler, counter, warmup, steps
         self.step = 0
-        self.seconds = self.tokens = None
+        self.started = self.tokens_before = self.seconds = self.tokens = None
 
     def __call__(self) -> None:
         self.step += 1
@@ -56,6 +56,18 @@ class Window:
             self.seconds = time.perf_counter() - self.started
             self.tokens = self.counter.count - self.tokens_before
             self.profiler.stop()
+
+
+def train_with(row, window: Window) -> None:
+    """Train ``row`` with ``window`` called after each optimizer step (torch's hook for every optimizer, so the
+    project's Lightning loop and TRL's Trainer are stepped alike)."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    handle = register_optimizer_step_post_hook(lambda *_: window())
+    try:
+        row.train()
+    finally:
+        handle.remove()
 
 
 def report(events, window: Window, batch_size: int, top: int) -> dict:
@@ -98,8 +110,7 @@ def main() -> None:
         row, precision, _ = bench_rm.build_row(args, tmp, max_steps=args.warmup_steps + args.steps)
         profiler = profile(activities=[ProfilerActivity.CPU])
         window = Window(profiler, ComputedTokens(row.model), args.warmup_steps, args.steps)
-        row.step_callback(window)
-        row.train()
+        train_with(row, window)
     if window.seconds is None:
         parser.error(f"only {window.step} optimizer steps ran, fewer than --warmup_steps + --steps "
                      f"({args.warmup_steps + args.steps}): lower them or raise --max_pairs")

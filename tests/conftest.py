@@ -49,6 +49,15 @@ CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|
 SPECIALS = ["<unk>", "<s>", "</s>", "<|end|>", "<|user|>", "<|assistant|>", "<|system|>"]
 
 
+def random_batch(model, lengths: list[int], side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ids, mask)`` ``(N, T)``: random token ids (seed 0) of the given lengths, padded on ``side`` with ``model``'s
+    pad token."""
+    from bsr_lightning.data.collate import pad_sequences
+
+    torch.manual_seed(0)
+    return pad_sequences([torch.randint(10, 300, (n,)).numpy() for n in lengths], model.tokenizer.pad_token_id, side)
+
+
 def load_script(name: str):
     """``scripts/{name}.py`` as a module (the scripts are not a package)."""
     spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")

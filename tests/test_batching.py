@@ -7,15 +7,8 @@ import pytest
 import torch
 
 from bsr_lightning import Backbone, RewardModel
-from bsr_lightning.data.collate import pad_sequences
 from bsr_lightning.reward.forward import LengthBuckets, Packed, Padded, fewest_position_cuts, length_groups
-from conftest import load_script
-
-
-def batch(model, lengths, side):
-    torch.manual_seed(0)
-    seqs = [torch.randint(10, 300, (n,)).numpy() for n in lengths]
-    return pad_sequences(seqs, model.tokenizer.pad_token_id, side)
+from conftest import load_script, random_batch
 
 
 def positions(lengths: list[int], cuts: list[int]) -> int:
@@ -58,7 +51,7 @@ def test_decoder_batchings_equal_padded(tiny_llama, batching, side):
     padded = RewardModel(Backbone(tiny_llama), score_init="normal")
     other = RewardModel(Backbone(tiny_llama), forward_mode=batching)
     other.load_state_dict(padded.state_dict())
-    ids, mask = batch(padded, [5, 17, 9, 30, 2, 12], side)
+    ids, mask = random_batch(padded, [5, 17, 9, 30, 2, 12], side)
     r1, h1 = padded(ids, mask)
     r2, h2 = other(ids, mask)
     assert torch.allclose(r1, r2, atol=1e-5) and torch.allclose(h1, h2, atol=1e-5)
@@ -72,7 +65,7 @@ def test_encoder_buckets_equal_padded_and_packing_is_refused(tiny_bert):
     padded = RewardModel(Backbone(tiny_bert), score_init="normal")
     buckets = RewardModel(Backbone(tiny_bert), forward_mode=LengthBuckets(3))
     buckets.load_state_dict(padded.state_dict())
-    ids, mask = batch(padded, [5, 17, 9, 30, 2, 12], "right")
+    ids, mask = random_batch(padded, [5, 17, 9, 30, 2, 12], "right")
     assert torch.allclose(padded.score(ids, mask), buckets.score(ids, mask), atol=1e-5)
     with pytest.raises(ValueError, match="Packed forward needs a decoder.*LengthBuckets for encoders"):
         RewardModel(Backbone(tiny_bert), forward_mode=Packed())
@@ -98,7 +91,7 @@ def test_forward_mode_is_stored_as_plain_data_and_compile_keeps_names_and_scores
     assert module.hparams.forward_mode == {"class_path": "bsr_lightning.reward.forward.LengthBuckets",
                                        "init_args": {"buckets": 3}}
     names = set(module.state_dict())
-    ids, mask = batch(module, [5, 17, 9], "left")
+    ids, mask = random_batch(module, [5, 17, 9], "left")
     eager = module.score(ids, mask)
     module.configure_model()  # torch.compile, in place
     assert set(module.state_dict()) == names

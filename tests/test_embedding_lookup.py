@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from bsr_lightning import Backbone, RewardModel
-from bsr_lightning.data.collate import pad_sequences
 from bsr_lightning.reward.embedding_lookup import OneLookup
 from bsr_lightning.reward.forward import LengthBuckets, SharedPrefix
+from conftest import random_batch
 
 
 def embedding_backward_nodes(output: torch.Tensor, weight: torch.Tensor) -> int:
@@ -69,12 +69,6 @@ def test_it_stays_off_where_it_saves_nothing_or_is_not_asked(toy, case):
             assert torch.equal(embedding(a), embedding.weight[a])
 
 
-def batch(model, lengths):
-    torch.manual_seed(0)
-    return pad_sequences([torch.randint(10, 300, (n,)).numpy() for n in lengths], model.tokenizer.pad_token_id,
-                         "right")
-
-
 @pytest.mark.parametrize("backbone, mode", [("tiny_bert", LengthBuckets(3)), ("tiny_llama", SharedPrefix(3))],
                          ids=["encoder-LengthBuckets", "decoder-SharedPrefix"])
 def test_a_bucketed_batch_embeds_once_with_the_padded_rewards_and_gradients(request, backbone, mode):
@@ -82,7 +76,7 @@ def test_a_bucketed_batch_embeds_once_with_the_padded_rewards_and_gradients(requ
     padded = RewardModel(Backbone(path), score_init="normal")
     bucketed = RewardModel(Backbone(path), forward_mode=mode)
     bucketed.load_state_dict(padded.state_dict())
-    ids, mask = batch(padded, [5, 17, 9, 30, 2, 12, 4, 21])
+    ids, mask = random_batch(padded, [5, 17, 9, 30, 2, 12, 4, 21])
     if isinstance(mode, SharedPrefix):  # pairs sharing prompts: chosen rows first, then rejected
         ids[4:, :3], mask[4:, :3] = ids[:4, :3], 1
     (r1, h1), (r2, h2) = padded(ids, mask), bucketed(ids, mask)

@@ -39,8 +39,7 @@ def window_over(profile_rm, row, warmup: int, steps: int):
 
     profiler = FakeProfiler()
     profiler.window = window = profile_rm.Window(profiler, ComputedTokens(row.model), warmup, steps)
-    row.step_callback(window)
-    row.train()
+    profile_rm.train_with(row, window)
     return window, profiler
 
 
