@@ -16,7 +16,7 @@ from bsr_lightning import Backbone, RewardModel
 from bsr_lightning.backbones.export import export_module
 from bsr_lightning.cli import cli_main
 from bsr_lightning.errors import DataError, PathNotFound, RowError, UserError
-from bsr_lightning.files import MANIFEST, sha256_of
+from bsr_lightning.files import MANIFEST, file_identity, sha256_of
 from bsr_lightning.synthetic_task import generate_preference_rows
 from bsr_lightning.training.checkpointing import AtomicCheckpointIO, ResumeState
 from conftest import REPO, run_main, write_jsonl
@@ -67,8 +67,8 @@ def test_export_never_deletes_files_it_did_not_write(tiny_llama, tmp_path):
     # re-export into an earlier export: its own leftovers go, the user's files stay
     manifest = json.loads((target / MANIFEST).read_text())
     (target / "stale.bin").write_text("written by an older export")
-    (target / MANIFEST).write_text(json.dumps({"files": {**manifest["files"], "stale.bin": sha256_of(
-        target / "stale.bin")}}))
+    (target / MANIFEST).write_text(json.dumps({"files": {**manifest["files"], "stale.bin": file_identity(
+        target / "stale.bin")}}))  # as an older export records the very file it wrote
     with pytest.raises(UserError, match="not empty"):  # the user's files are still there: --overwrite again
         export_module(module, target)
     export_module(module, target, overwrite=True)

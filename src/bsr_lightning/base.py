@@ -16,7 +16,7 @@ from torch import nn
 
 from bsr_lightning.args import Backbone, Optimization
 from bsr_lightning.backbones.adapters import apply_lora
-from bsr_lightning.backbones.model_card import describe
+from bsr_lightning.backbones.model_card import code_span, describe
 from bsr_lightning.backbones.sharding import check_strategy
 from bsr_lightning.backbones.tokenizers import load_tokenizer
 from bsr_lightning.class_paths import plain
@@ -86,7 +86,7 @@ class BackboneModule(L.LightningModule):
         skip = {"backbone", "optimization", "_class_path", "_instantiator"}
         table = {k: describe(v) for k, v in self.hparams.items() if k not in skip}
         opt = self.optimization
-        table["optimizer"] = f"`{opt.optimizer.rsplit('.', 1)[-1]}`, lr {opt.lr:g}, {opt.schedule} schedule"
+        table["optimizer"] = f"{code_span(opt.optimizer.rsplit('.', 1)[-1])}, lr {opt.lr:g}, {opt.schedule} schedule"
         return {**self.card, "base_model": self.backbone_args.name, "table": table, "run_record": self.run_record}
 
     def latest_val_metrics(self) -> dict[str, float]:

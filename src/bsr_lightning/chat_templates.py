@@ -49,3 +49,12 @@ def resolve_template(value: str | None, key: str = "backbone.chat_template") -> 
     raise ConfigError(f"{key}: {value!r} is not a Jinja template, not one of the named templates "
                       f"({', '.join(NAMED_TEMPLATES)}), and no such file (cwd: {Path.cwd()}). Give the template "
                       "text, a name, or the path of a .jinja file.")
+
+
+def stored_template(value: object, key: str) -> str | None:
+    """A chat template as a file (a checkpoint's hyper-parameters) may carry it: Jinja text or a template name,
+    never a path, which would read a file this run never named. Anything else stops with a :class:`ConfigError`."""
+    if value is None or isinstance(value, str) and ("{{" in value or "{%" in value or value in NAMED_TEMPLATES):
+        return value
+    raise ConfigError(f"{key}: {str(value)[:200]!r} is not template text or a template name; a checkpoint carries the "
+                      "template itself, and a path it names is never read. Re-export from a checkpoint fit wrote.")

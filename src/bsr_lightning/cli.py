@@ -111,8 +111,8 @@ class BSRLightningCLI(LightningCLI):
         if ckpt_path in ("last", RESUME_IF_PRESENT):
             found = last_checkpoints(self.trainer)
             ckpt_path = max(found, key=os.path.getmtime) if found else None
-        if not ckpt_path or not Path(ckpt_path).is_file():
-            return
+        if not ckpt_path or not Path(ckpt_path).exists():
+            return  # a folder is read here too: its .metadata is checked before any loader unpickles it
         changed = changed_hparams(ckpt_path, dict(self.model.hparams))
         if changed:
             raise ConfigError(f"--ckpt_path {ckpt_path}: this run's model differs from the checkpoint's in "

@@ -61,11 +61,35 @@ EXTRAS = {"matplotlib": "plots", "bitsandbytes": "quant", "peft": "lora", "litse
 
 
 def require(module: str, needed_for: str) -> None:
-    """Stop with :class:`MissingExtra` (the pip command to run) unless ``module`` can be imported."""
+    """Import the optional package ``module`` from its installed distribution, or stop with :class:`MissingExtra`
+    (the pip command to run). The working directory is off ``sys.path`` while it is found and imported, and what is
+    found must lie in the files of a distribution that provides it: a ``peft.py`` or ``bitsandbytes/`` in the
+    current folder (which ``python -m`` puts first on the path) never runs, whatever a checkpoint asks for."""
+    import importlib
+    import importlib.metadata
     import importlib.util
+    import os
+    import sys
+    from pathlib import Path
 
-    if importlib.util.find_spec(module) is None:
-        extra = EXTRAS.get(module)
-        command = f"pip install 'bsr_lightning[{extra}]'" if extra else f"pip install {module}"
-        raise MissingExtra(f"{needed_for} needs the optional package {module!r}, which is not installed. "
-                           f"Install it with: {command}")
+    extra = EXTRAS.get(module)
+    command = f"pip install 'bsr_lightning[{extra}]'" if extra else f"pip install {module}"
+    cwd = {"", ".", os.getcwd()}
+    saved = list(sys.path)
+    sys.path[:] = [p for p in sys.path if p not in cwd and os.path.abspath(p or ".") != os.getcwd()]
+    try:
+        loaded = sys.modules.get(module)
+        spec = loaded.__spec__ if loaded is not None else importlib.util.find_spec(module)
+        if spec is None:
+            raise MissingExtra(f"{needed_for} needs the optional package {module!r}, which is not installed. "
+                               f"Install it with: {command}")
+        origin = Path(spec.origin or next(iter(spec.submodule_search_locations or []), "")).resolve()
+        roots = [Path(importlib.metadata.distribution(d).locate_file("")).resolve()
+                 for d in importlib.metadata.packages_distributions().get(module, [])]
+        if not any(origin.is_relative_to(root) for root in roots):
+            raise MissingExtra(f"{needed_for} needs the optional package {module!r}, but {origin} is not part of an "
+                               f"installed distribution (a module in the working directory or on PYTHONPATH is never "
+                               f"imported in its place). Install it with: {command}")
+        importlib.import_module(module)
+    finally:
+        sys.path[:] = saved

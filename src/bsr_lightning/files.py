@@ -53,6 +53,12 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         handle.write(text)
 
 
+def save_figure(fig, path: str | Path, dpi: int = 100) -> None:
+    """Save a matplotlib figure through :func:`atomic_write` (the format from ``path``'s suffix)."""
+    with atomic_write(path, "wb") as handle:
+        fig.savefig(handle, format=Path(path).suffix.lstrip(".") or "png", dpi=dpi)
+
+
 def check_export_dir(output_dir: str | Path, overwrite: bool = False) -> dict[str, str]:
     """Refuse to export into a non-empty directory that holds files no earlier export wrote (per its manifest's
     hashes: :func:`owned_files`), unless ``overwrite``. Returns the earlier export's owned files (hashed once)."""
@@ -98,6 +104,12 @@ def export_run(output_dir: str | Path) -> str | None:
     return run if isinstance(run, str) else None
 
 
+def export_run_id(output_dir: str | Path) -> str | None:
+    """The training run's identity recorded in an earlier export's manifest (None without one)."""
+    run_id = _read_manifest(Path(output_dir), MANIFEST).get("run_id")
+    return run_id if isinstance(run_id, str) else None
+
+
 def sha256_of(path: str | Path) -> str:
     """The SHA-256 hex digest of a file's bytes."""
     import hashlib
@@ -121,19 +133,57 @@ def _inside(directory: Path, name: object) -> Path | None:
     return path
 
 
+def file_identity(path: str | Path) -> str:
+    """``sha256:device:inode`` of a regular file: its bytes and the very file the package wrote (``os.replace`` and
+    renames keep the inode), so a manifest forged beside a user's file with that file's hash (an empty
+    ``.gitkeep``, say) vouches for nothing."""
+    st = os.lstat(path)
+    return f"{sha256_of(path)}:{st.st_dev}:{st.st_ino}"
+
+
+def tree_identity(path: str | Path) -> str:
+    """A digest of a folder the package made: the device and inode of it and of every entry below it, with each
+    entry's relative name, type, size and modification time. Any change inside (a file added, edited, replaced)
+    changes it."""
+    import hashlib
+
+    root = Path(path)
+    st = os.lstat(root)
+    digest = hashlib.sha256(f"{st.st_dev}:{st.st_ino}".encode())
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted([*dirnames, *filenames]):
+            entry = Path(dirpath) / name
+            st = os.lstat(entry)
+            digest.update(f"\0{entry.relative_to(root)}:{st.st_mode}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+                          .encode(errors="surrogateescape"))
+    return digest.hexdigest()
+
+
+def _regular_file(path: Path) -> bool:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    import stat
+
+    return stat.S_ISREG(st.st_mode) and st.st_nlink == 1
+
+
 def owned_files(directory: str | Path, manifest: str = OUTPUTS) -> dict[str, str]:
-    """``{name: sha256}`` of the files in ``directory`` that the package wrote and nobody changed since: names in
-    its manifest that are relative, inside the folder, regular files, and hash as recorded. A forged or stale
-    manifest vouches for nothing else (those files are the user's)."""
+    """``{name: identity}`` of the files in ``directory`` that the package wrote and nobody changed since: names in
+    its manifest that are relative, inside the folder, regular files with one link, and whose bytes and inode are as
+    recorded (:func:`file_identity`). A forged or stale manifest vouches for nothing else (those files are the
+    user's)."""
     directory = Path(directory)
     recorded = _read_manifest(directory, manifest).get("files", {})
     if not isinstance(recorded, dict):
         return {}  # an old manifest without hashes: nothing is known to be ours
     owned = {}
-    for name, digest in recorded.items():
+    for name, identity in recorded.items():
         path = _inside(directory, name)
-        if path is not None and path.is_file() and not path.is_symlink() and sha256_of(path) == digest:
-            owned[name] = digest
+        if path is not None and isinstance(identity, str) and _regular_file(path) and file_identity(path) == identity:
+            owned[name] = identity
     return owned
 
 
@@ -156,7 +206,7 @@ def claim_output_dir(output_dir: str | Path, outputs: list[str], inputs: list[st
                             "--output_dir.")
     _check_manifest_is_a_file(path, OUTPUTS)
     if path.is_dir() and not overwrite:
-        ours = {OUTPUTS, *owned_files(path), *_recorded_dirs(path)}
+        ours = {OUTPUTS, *owned_files(path), *_recorded_dirs(path)}  # top-level names only
         foreign = sorted(p.name for p in path.iterdir() if p.name not in ours)
         if foreign:
             raise UserError(f"output_dir {path} holds {len(foreign)} file(s) {command} did not write (e.g. "
@@ -165,17 +215,27 @@ def claim_output_dir(output_dir: str | Path, outputs: list[str], inputs: list[st
     return path
 
 
-def _recorded_dirs(directory: Path) -> set[str]:
-    """The sub-folders a command recorded making (relative names inside ``directory`` only)."""
-    dirs = _read_manifest(directory, OUTPUTS).get("dirs", [])
-    return {d for d in dirs if isinstance(d, str) and _inside(directory, d) is not None} if isinstance(dirs, list) \
-        else set()
+def _recorded_dirs(directory: Path) -> dict[str, str]:
+    """The sub-folders a command recorded making and nobody changed since: relative names inside ``directory`` that
+    are real folders (not links) whose :func:`tree_identity` is as recorded. Anything else (a file listed as a
+    folder, a list without digests) vouches for nothing."""
+    dirs = _read_manifest(directory, OUTPUTS).get("dirs", {})
+    if not isinstance(dirs, dict):
+        return {}
+    owned = {}
+    for name, identity in dirs.items():
+        path = _inside(directory, name)
+        if path is not None and path.is_dir() and not path.is_symlink() and tree_identity(path) == identity:
+            owned[name] = identity
+    return owned
 
 
 def record_outputs(output_dir: str | Path, outputs: list[str], dirs: list[str] = ()) -> None:
-    """Add ``outputs`` (files written into ``output_dir``) with their hashes, and ``dirs`` (sub-folders the command
-    made), to the folder's manifest, so a later run may replace them and nothing else."""
+    """Add ``outputs`` (files written into ``output_dir``) with their identities, and ``dirs`` (sub-folders the
+    command made) with their digests, to the folder's manifest, so a later run may replace them and nothing else."""
     path = Path(output_dir)
-    files = {**owned_files(path), **{name: sha256_of(path / name) for name in outputs if (path / name).is_file()}}
-    write_text_atomic(path / OUTPUTS, json.dumps({"files": files, "dirs": sorted(_recorded_dirs(path) | set(dirs))},
-                                                 indent=1))
+    files = {**owned_files(path), **{name: file_identity(path / name) for name in outputs
+                                     if _regular_file(path / name)}}
+    folders = {**_recorded_dirs(path), **{name: tree_identity(path / name) for name in dirs
+                                          if (path / name).is_dir() and not (path / name).is_symlink()}}
+    write_text_atomic(path / OUTPUTS, json.dumps({"files": files, "dirs": folders}, indent=1))

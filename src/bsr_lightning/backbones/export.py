@@ -19,11 +19,13 @@ from torch import nn
 
 from bsr_lightning.backbones.model_card import export_files
 from bsr_lightning.backbones.tokenizers import export_tokenizer, template_writes_specials
-from bsr_lightning.files import MANIFEST, apply_umask, check_export_dir, sha256_of
+from bsr_lightning.errors import UserError
+from bsr_lightning.files import MANIFEST, apply_umask, check_export_dir, export_run_id, file_identity
 
 
 def save_pretrained_atomic(model, tokenizer, output_dir: str | Path, overwrite: bool = False,
-                           extra_files: dict[str, str] | None = None, run: str | None = None) -> Path:
+                           extra_files: dict[str, str] | None = None, run: str | None = None,
+                           run_id: str | None = None, expect_run_id: str | None = None) -> Path:
     """``save_pretrained`` model and tokenizer into ``output_dir``, never deleting a file the export did not write.
 
     A new directory is written beside it and renamed into place (a crash leaves no half-written export). Into an
@@ -31,6 +33,9 @@ def save_pretrained_atomic(model, tokenizer, output_dir: str | Path, overwrite: 
     ``overwrite`` into any directory, the new files replace same-named ones one by one and the files the earlier
     export wrote (unchanged since) but this one does not are removed; every other file is kept. Modes follow the
     umask. ``extra_files`` (name -> text: the model card, the training config) are written beside the weights.
+    ``run_id`` is recorded in the manifest; with ``expect_run_id`` set (the export a training run saw when it
+    started, ``""`` for none), an export that another run wrote meanwhile is refused just before the files move,
+    unless ``overwrite``.
     """
     output_dir = Path(output_dir)
     earlier = check_export_dir(output_dir, overwrite)  # the earlier export's files, hashed once here
@@ -44,17 +49,33 @@ def save_pretrained_atomic(model, tokenizer, output_dir: str | Path, overwrite: 
         written = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
         for name in written:  # safetensors and others create 0600 files: every file follows the umask
             apply_umask(tmp / name)
-        (tmp / MANIFEST).write_text(json.dumps({"files": {name: sha256_of(tmp / name) for name in written},
-                                                "run": run}, indent=1))
+        (tmp / MANIFEST).write_text(json.dumps({"files": {name: file_identity(tmp / name) for name in written},
+                                                "run": run, "run_id": run_id}, indent=1))
         apply_umask(tmp / MANIFEST)
         apply_umask(tmp, directory=True)
+        _check_no_other_run(output_dir, expect_run_id, overwrite)
         if not output_dir.exists():
-            tmp.rename(output_dir)
-            return output_dir
+            try:
+                tmp.rename(output_dir)
+                return output_dir
+            except OSError:  # another process made the folder meanwhile: its files are checked as any others
+                earlier = check_export_dir(output_dir, overwrite)
         _merge_into(tmp, output_dir, written, set(earlier))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return output_dir
+
+
+def _check_no_other_run(output_dir: Path, expect_run_id: str | None, overwrite: bool) -> None:
+    """Stop when ``output_dir`` now holds an export another run wrote after this one started (``expect_run_id``:
+    what was there then, ``""`` for nothing)."""
+    if expect_run_id is None or overwrite:
+        return
+    now = export_run_id(output_dir) or ""
+    if now != expect_run_id:
+        raise UserError(f"{output_dir}: another run wrote an export there while this one trained (its run "
+                        f"{now or 'unknown'}); this run's export would replace it. Its checkpoints are kept: export "
+                        "one with `python -m bsr_lightning export --ckpt_path ... --output_dir NEW_DIR`.")
 
 
 def _merge_into(tmp: Path, output_dir: Path, written: list[str], earlier: set[str]) -> None:
@@ -70,7 +91,8 @@ def _merge_into(tmp: Path, output_dir: Path, written: list[str], earlier: set[st
 
 
 def export_module(module, output_dir: str | Path, overwrite: bool = False, metrics: dict[str, float] | None = None,
-                  license: str | None = None, location: str | None = None, backbone=None) -> Path:
+                  license: str | None = None, location: str | None = None, backbone=None,
+                  run_id: str | None = None, expect_run_id: str | None = None) -> Path:
     """Export a live module with ``backbone`` and ``tokenizer`` (RewardModel, SFTModel, RLOOPolicy): LoRA adapters
     merged into the weights, the tokenizer with its chat template and padding side (:func:`export_tokenizer`), a
     model card (``README.md``) and the resolved training config. See :func:`save_pretrained_atomic` for what
@@ -84,13 +106,16 @@ def export_module(module, output_dir: str | Path, overwrite: bool = False, metri
         license: the license for the card's front matter.
         location: where users will load it from (a hub repo id), for the card's usage snippet.
         backbone: the plain backbone to save (gathered from FSDP shards); ``module.backbone`` merged by default.
+        run_id: the training run's identity, recorded in the manifest.
+        expect_run_id: the export's run identity when the run started (``""``: none); see
+            :func:`save_pretrained_atomic`.
     """
     tokenizer = export_tokenizer(module.tokenizer)
     files = export_files(module.card_facts(), metrics, license, location or str(output_dir),
                          add_special_tokens=not template_writes_specials(tokenizer))
     model = backbone if backbone is not None else merged_for_export(module.backbone)
     run = getattr(module, "run_record", {}).get("command")
-    return save_pretrained_atomic(model, tokenizer, output_dir, overwrite, files, run)
+    return save_pretrained_atomic(model, tokenizer, output_dir, overwrite, files, run, run_id, expect_run_id)
 
 
 def merged_for_export(model):

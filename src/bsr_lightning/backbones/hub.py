@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from bsr_lightning.errors import UserError
-from bsr_lightning.files import MANIFEST
+from bsr_lightning.files import MANIFEST, owned_files
 
 
 def check_push(repo_id: str) -> None:
@@ -36,7 +36,10 @@ ATTEMPTS = 3
 
 
 def push_to_hub(folder: str | Path, repo_id: str, private: bool = False) -> str:
-    """Create the model repo ``repo_id`` if needed and upload ``folder`` (an export) to it; returns the commit URL.
+    """Create the model repo ``repo_id`` if needed and upload the export in ``folder`` to it; returns the commit URL.
+
+    Exactly the files the export's manifest lists, unchanged since it wrote them, are sent: a user's notes or data
+    beside them in the folder never leave the machine.
 
     Requests time out (10 s to connect, ``BSR_LIGHTNING_HUB_TIMEOUT`` or 60 s without a byte) and a connection or
     timeout failure is retried twice with a pause; then one message says what failed. Re-uploading is safe: the hub
@@ -48,21 +51,25 @@ def push_to_hub(folder: str | Path, repo_id: str, private: bool = False) -> str:
         private: create the repo private (an existing repo keeps its visibility).
     """
     import httpx2
-    from huggingface_hub import HfApi, close_session, set_client_factory
+    from huggingface_hub import CommitOperationAdd, HfApi, close_session, set_client_factory
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     from bsr_lightning.backbones.hub_compat import bounded_client_factory
 
     check_push(repo_id)
+    files = sorted(owned_files(folder, MANIFEST))
+    if not files:
+        raise UserError(f"--push_to_hub {repo_id}: {folder} holds no export this package wrote (no manifest, or its "
+                        "files changed since); export it again first.")
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(Path(folder) / name)) for name in files]
     set_client_factory(bounded_client_factory(read=float(os.environ.get(TIMEOUT_ENV, 60))))
     close_session()  # the next request builds a client with the timeouts
     api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None)
     for attempt in range(1, ATTEMPTS + 1):
         try:
             api.create_repo(repo_id, private=private or None, exist_ok=True, repo_type="model")
-            commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
-                                       commit_message="Upload a model exported by bsr_lightning",
-                                       ignore_patterns=[MANIFEST])
+            commit = api.create_commit(repo_id=repo_id, repo_type="model", operations=operations,
+                                       commit_message="Upload a model exported by bsr_lightning")
             break
         except (HfHubHTTPError, OfflineModeIsEnabled) as err:
             reason = str(err).splitlines()[0]

@@ -125,6 +125,7 @@ def _from_pretrained_reporting(auto_cls, path: str, heads: list[str], **kwargs) 
     fresh_head = [k for k in missing if k.split(".")[0] in heads]
     if fresh_head:
         log.info("%s: new %s (%s), initialized here.", path, fresh_head[0].split(".")[0], ", ".join(fresh_head))
+    model.fresh_score_head = bool(fresh_head)  # read by scoring, which refuses a head nobody trained
     others = [k for k in missing if k not in fresh_head]
     if others or unexpected:
         log.warning("%s: %d weights missing from the checkpoint (e.g. %s) and %d unused (e.g. %s); check that the "

@@ -8,6 +8,7 @@ that loads the export, tags, a table of what shaped the model (regularizer and w
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from pathlib import Path
@@ -37,8 +38,30 @@ def _front_matter(facts: dict, license: str | None) -> str:
     return "\n".join([*lines, "---"])
 
 
+def _longest_backtick_run(text: str) -> int:
+    return max((len(run) for run in re.findall(r"`+", text)), default=0)
+
+
+def code_span(value: object) -> str:
+    """``value`` as one inline code span that nothing in it can close, on one line, safe in a table cell: a
+    checkpoint's text never becomes Markdown or HTML of the card."""
+    text = " ".join(str(value).split()).replace("|", "\\|")
+    ticks = "`" * (_longest_backtick_run(text) + 1)
+    return f"{ticks} {text} {ticks}" if text.startswith("`") or text.endswith("`") else f"{ticks}{text}{ticks}"
+
+
+def fenced(text: str, language: str) -> str:
+    """``text`` in a fenced code block whose fence is longer than any backtick run inside it."""
+    fence = "`" * max(3, _longest_backtick_run(text) + 1)
+    return f"{fence}{language}\n{text}\n{fence}"
+
+
+def _cell(text: object) -> str:
+    return html.escape(" ".join(str(text).split())).replace("|", "\\|")
+
+
 def _table(rows: dict) -> str:
-    body = "\n".join(f"| {key} | {value} |" for key, value in rows.items())
+    body = "\n".join(f"| {_cell(key)} | {value} |" for key, value in rows.items())
     return f"| | |\n| --- | --- |\n{body}"
 
 
@@ -51,20 +74,20 @@ def model_card(facts: dict, metrics: dict[str, float], license: str | None = Non
         license: the SPDX id for the front matter, when known.
     """
     record = facts.get("run_record", {})
-    rows = {"base model": f"`{facts.get('base_model')}`", **facts["table"]}
+    rows = {"base model": code_span(facts.get("base_model")), **facts["table"]}
     if record.get("data"):
-        rows["data"] = ", ".join(f"`{d}`" for d in record["data"])
+        rows["data"] = ", ".join(code_span(d) for d in record["data"])
     parts = [_front_matter({**facts, "datasets": record.get("data", [])}, license),
              f"# {facts['title']}", facts["summary"], _table(rows)]
     if metrics:
-        parts += ["## Final validation metrics", _table({k: f"{v:.4f}" for k, v in sorted(metrics.items())})]
+        parts += ["## Final validation metrics", _table({k: f"{float(v):.4f}" for k, v in sorted(metrics.items())})]
     parts += ["## How it was trained"]
     if record.get("command"):
-        parts.append(f"```bash\n{record['command']}\n```")
+        parts.append(fenced(str(record["command"]), "bash"))
     parts.append(f"The resolved config is `{CONFIG_FILE}` in this repository; "
                  f"`python -m bsr_lightning fit --config {CONFIG_FILE}` runs it again."
                  if record.get("config") else "Exported from a checkpoint that holds no training config.")
-    parts += ["## Usage", f"```python\n{facts['usage']}\n```"]
+    parts += ["## Usage", fenced(facts["usage"], "python")]
     return "\n\n".join(parts) + "\n"
 
 
@@ -91,5 +114,5 @@ def describe(value) -> str:
     """A class-path dict (as stored in hparams) as ``Name(key=value, ...)``; anything else as JSON."""
     if isinstance(value, dict) and "class_path" in value:
         args = ", ".join(f"{k}={v!r}" for k, v in (value.get("init_args") or {}).items())
-        return f"`{value['class_path'].rsplit('.', 1)[-1]}({args})`"
-    return f"`{json.dumps(value)}`"
+        return code_span(f"{value['class_path'].rsplit('.', 1)[-1]}({args})")
+    return code_span(json.dumps(value))

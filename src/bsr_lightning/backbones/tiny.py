@@ -66,6 +66,11 @@ def build_tiny(name: str, output_dir: str | Path, seed: int = 0) -> Path:
 def tiny_model_path(name: str) -> str:
     """The local directory of the tiny model ``name`` (``tiny:NAME``), built on first use (atomically, so parallel
     runs agree)."""
+    if name not in TINY_SIZES:  # checked before any folder is made: `tiny:/../../x` names nothing
+        from bsr_lightning.errors import ConfigError
+
+        raise ConfigError(f"model 'tiny:{name}': no such tiny model; known: "
+                          f"{', '.join('tiny:' + n for n in sorted(TINY_SIZES))}.")
     root = Path(os.environ.get("BSR_LIGHTNING_CACHE", Path.home() / ".cache" / "bsr_lightning"))
     target = root / "tiny" / f"{name}-v1"
     if not (target / "config.json").is_file():

@@ -26,9 +26,12 @@ def local_files(path: str) -> list[str] | None:
 
     Names are literal: an existing file is read as named (``d[1].jsonl`` is that file, never ``d1.jsonl``). Only a
     name that does not exist and holds ``*`` or ``?`` is a glob, and brackets in it stay literal characters."""
+    if Path(path).exists():  # an existing name is literal, commas and all ('pairs,v2.jsonl')
+        parts = [path]
+    else:
+        parts = [part.strip() for part in path.split(",")]
     files: list[str] = []
-    for part in path.split(","):
-        part = part.strip()
+    for part in parts:
         if Path(part).is_dir():
             found = sorted(str(p) for p in Path(part).iterdir() if p.name.endswith(LOCAL_SUFFIXES))
             if not found:
@@ -38,9 +41,16 @@ def local_files(path: str) -> list[str] | None:
         elif Path(part).exists():
             files.append(part)
         elif "*" in part or "?" in part:
-            files += sorted(glob.glob(part.replace("[", "[[]")))
+            matched = sorted(f for f in glob.glob(part.replace("[", "[[]")) if f.endswith(LOCAL_SUFFIXES))
+            if not matched and len(parts) > 1:
+                raise PathNotFound(f"data: {part!r} (in the list {path!r}) matches no data file "
+                                   f"({', '.join(LOCAL_SUFFIXES)}) (cwd: {Path.cwd()}).")
+            files += matched
+        elif len(parts) > 1:  # one name of a list that is missing: never skipped
+            raise PathNotFound(f"data file not found: {part!r}, in the list {path!r} (cwd: {Path.cwd()}); fix or "
+                               "remove it.")
     if not files:
-        if any(path.endswith(s) for s in LOCAL_SUFFIXES) or _looks_local(path):
+        if any(path.endswith(s) for s in LOCAL_SUFFIXES) or _looks_local(path) or len(parts) > 1:
             raise PathNotFound(f"data file not found: {path} (cwd: {Path.cwd()}); check `data.path` (or --data) and "
                                f"its suffix (one of {', '.join(LOCAL_SUFFIXES)}).")
         return None
@@ -160,13 +170,27 @@ def _iter_csv(file: str) -> Iterator[tuple[str, dict | RowError]]:
     csv.field_size_limit(2**31 - 1)
     try:
         with open(file, encoding="utf-8-sig", newline="") as handle:
-            reader = csv.DictReader(handle)
+            reader = csv.DictReader(handle, restkey=_EXTRA, restval=_MISSING)
             start = 2  # the header is line 1
             for row in reader:
-                yield f"{file}:{start}", {k: v for k, v in row.items() if k is not None}
+                yield f"{file}:{start}", _csv_row(f"{file}:{start}", row, len(reader.fieldnames or []))
                 start = reader.line_num + 1
     except UnicodeDecodeError as err:
         raise DataError(f"{file}: not UTF-8 text (byte offset {err.start}); save the file as UTF-8.") from None
+
+
+_EXTRA, _MISSING = object(), object()  # DictReader's markers for a row with too many or too few fields
+
+
+def _csv_row(where: str, row: dict, width: int) -> dict | RowError:
+    """The row's cells, or a :class:`RowError` when its field count differs from the header's (an unquoted comma
+    would otherwise shift its columns silently)."""
+    extra = len(row.get(_EXTRA, []))
+    missing = sum(value is _MISSING for value in row.values())
+    if extra or missing:
+        count = width + extra - missing
+        return RowError(where, f"{count} fields where the header has {width}; quote cells that hold commas")
+    return row
 
 
 def _iter_hub(path: str, name: str | None, data_dir: str | None, split: str) -> Iterator[tuple[str, dict]]:

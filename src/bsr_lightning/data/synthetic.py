@@ -8,6 +8,7 @@ import random
 from bsr_lightning.data.formats import PreferencePair, row_to_pair
 from bsr_lightning.data.preference import PreferenceDataModule
 from bsr_lightning.data.prompts import PromptDataModule, SFTDataModule
+from bsr_lightning.errors import check
 from bsr_lightning.synthetic_task import all_prompts, generate_preference_rows
 
 HELD_OUT_SEED_OFFSET = 100_003  # validation rows come from seed + this: unseen pairs
@@ -24,6 +25,9 @@ class SyntheticPreferenceDataModule(PreferenceDataModule):
     """
 
     def __init__(self, num_pairs: int = 2000, num_val_pairs: int = 400, **kwargs) -> None:
+        check(num_pairs >= 1, "data.num_pairs", f"must be at least 1, got {num_pairs}: a run with nothing to train "
+                                                "is an error.")
+        check(num_val_pairs >= 0, "data.num_val_pairs", f"must be 0 or more, got {num_val_pairs}.")
         super().__init__(**kwargs)
         self.num_pairs = num_pairs
         self.num_val_pairs = num_val_pairs

@@ -17,7 +17,7 @@ from bsr_lightning.data.loading import iter_raw_rows, local_files
 from bsr_lightning.data.preference import collect_pairs
 from bsr_lightning.errors import check, require
 from bsr_lightning.evaluation.report import markdown_table
-from bsr_lightning.files import claim_output_dir, record_outputs
+from bsr_lightning.files import claim_output_dir, record_outputs, save_figure, write_text_atomic
 from bsr_lightning.reward.scoring import ConversationScorer, load_reward_model
 
 PLOTS = ("hidden_norm", "pair_hidden_distance", "cos_h_w", "reward")
@@ -79,7 +79,7 @@ def plot_overlays(results: dict[str, dict], output_dir: Path) -> list[Path]:
         ax.legend()
         fig.tight_layout()
         paths.append(output_dir / f"{key}.png")
-        fig.savefig(paths[-1], dpi=100)
+        save_figure(fig, paths[-1])
         plt.close(fig)
     return paths
 
@@ -114,11 +114,11 @@ def diagnose(models: list[str], data: str, output_dir: str, labels: list[str] | 
                for label, m in zip(labels, models, strict=True)}
     out.mkdir(parents=True, exist_ok=True)
     summary = {label: summarize(arrays) for label, arrays in results.items()}
-    (out / "diagnostics.json").write_text(json.dumps(summary, indent=2))
+    write_text_atomic(out / "diagnostics.json", json.dumps(summary, indent=2))
     plots = plot_overlays(results, out)
     tables = "\n\n".join(f"## {label}\n\n{markdown_table(list(s.items()))}" for label, s in summary.items())
     images = "\n".join(f"![{p.stem}]({p.name})" for p in plots)
-    (out / "diagnostics.md").write_text(f"# Hidden-state diagnostics on {data} ({len(pairs)} pairs)\n\n{tables}\n\n"
-                                        f"{images}\n")
+    write_text_atomic(out / "diagnostics.md", f"# Hidden-state diagnostics on {data} ({len(pairs)} pairs)\n\n"
+                                              f"{tables}\n\n{images}\n")
     record_outputs(out, OUTPUTS)
     return summary

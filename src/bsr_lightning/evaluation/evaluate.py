@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterator
 from itertools import islice
 from typing import Literal
@@ -29,7 +28,7 @@ from bsr_lightning.errors import DataError, check
 from bsr_lightning.evaluation import rewardbench, rmbench  # noqa: F401  (they register their formats)
 from bsr_lightning.evaluation.evaluators import EVALUATORS, Evaluator
 from bsr_lightning.evaluation.report import strict_json, write_report
-from bsr_lightning.files import claim_output_dir, record_outputs
+from bsr_lightning.files import atomic_write, claim_output_dir, record_outputs
 from bsr_lightning.reward.scoring import ConversationScorer, load_reward_model
 
 log = logging.getLogger(__name__)
@@ -140,19 +139,19 @@ def evaluate(model: str, data: str, output_dir: str,
     scorer = ConversationScorer(module, batch_size, max_length, overlong, progress=False)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    partial = out / ".scores.jsonl.partial"  # renamed into place only when every row is scored
-    try:
-        with open(partial, "w") as records:
+    try:  # scores stream into a new temporary file, renamed onto scores.jsonl only when every row is scored
+        with atomic_write(out / "scores.jsonl") as records:
             metrics = stream_scores(scorer, evaluator, evaluator.rows(data, split), records, chunk_rows,
                                     bad_rows=bad_rows)
-        if not metrics["rows"]:
-            raise DataError(f"{data}: no rows to evaluate (split {split!r}); give a file or dataset with rows.")
+            if not metrics["rows"]:
+                raise DataError(f"{data}: no rows to evaluate (split {split!r}); give a file or dataset with rows.")
+            if metrics["rows"] == metrics["bad_rows"]["skipped"]:
+                raise DataError(f"{data}: all {metrics['rows']} rows are bad (first: "
+                                f"{metrics['bad_rows']['first'][0]}); nothing was scored. Fix the rows or --format.")
     except BaseException:
-        partial.unlink(missing_ok=True)  # a failed run leaves the previous outputs as they were
         if created and not any(out.iterdir()):
-            out.rmdir()  # and no empty folder of its own
+            out.rmdir()  # a failed run leaves no empty folder of its own
         raise
-    os.replace(partial, out / "scores.jsonl")
     metrics["length_policy"] = {"max_length": max_length, "overlong": overlong, **scorer.counts}
     write_report(out, metrics, f"{format} evaluation of {model} on {data}")
     record_outputs(out, OUTPUTS)

@@ -18,7 +18,7 @@ import numpy as np
 from bsr_lightning.backbones.export import export_module
 from bsr_lightning.errors import require
 from bsr_lightning.evaluation.evaluate import evaluate
-from bsr_lightning.files import claim_output_dir, record_outputs
+from bsr_lightning.files import atomic_write, claim_output_dir, record_outputs, save_figure, write_text_atomic
 
 SCENARIOS = {"val1": ("pairs", "accuracy"), "val2": ("multi", "kendall_tau"), "val3": ("multi", "kendall_tau"),
              "val4": ("multi", "kendall_tau")}
@@ -55,7 +55,7 @@ def aggregate(results: dict[str, dict[str, list[float]]]) -> list[dict]:
 
 def write_table(rows: list[dict], output_dir: Path) -> None:
     """``table.csv``, ``table.md`` (mean ± std) and a grouped bar chart ``table.png``."""
-    with open(output_dir / "table.csv", "w", newline="") as f:
+    with atomic_write(output_dir / "table.csv") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -64,7 +64,7 @@ def write_table(rows: list[dict], output_dir: Path) -> None:
     for row in rows:
         cells = " | ".join(f"{row[f'{s}_mean']:.4f} ± {row[f'{s}_std']:.4f}" for s in SCENARIOS)
         lines.append(f"| {row['regularizer']} | {cells} |")
-    (output_dir / "table.md").write_text("\n".join(lines) + "\n")
+    write_text_atomic(output_dir / "table.md", "\n".join(lines) + "\n")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -79,7 +79,7 @@ def write_table(rows: list[dict], output_dir: Path) -> None:
     ax.set_xticks(np.arange(len(SCENARIOS)) + 0.4 - width / 2, [f"{s}\n{m}" for s, (_, m) in SCENARIOS.items()])
     ax.legend()
     fig.tight_layout()
-    fig.savefig(output_dir / "table.png", dpi=100)
+    save_figure(fig, output_dir / "table.png")
     plt.close(fig)
 
 
@@ -113,6 +113,6 @@ def sweep(fit: Callable, config: str, scenario_dir: str, output_dir: str, regula
     rows = aggregate(results)
     out.mkdir(parents=True, exist_ok=True)
     write_table(rows, out)
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    write_text_atomic(out / "results.json", json.dumps(results, indent=2))
     record_outputs(out, OUTPUTS, dirs=["runs"])
     return rows

@@ -13,6 +13,7 @@ from bsr_lightning.args import Backbone, DType
 from bsr_lightning.data.collate import pad_sequences
 from bsr_lightning.data.encoding import Overlong, PairEncoder
 from bsr_lightning.data.formats import Message
+from bsr_lightning.errors import UserError
 from bsr_lightning.reward.module import RewardModel
 from bsr_lightning.training.checkpoints import load_module_from_checkpoint
 
@@ -26,7 +27,12 @@ def load_reward_model(model: str, dtype: DType | None = None, allow_modules: lis
         if not isinstance(module, RewardModel):
             raise ValueError(f"{model} holds a {type(module).__name__}, not a RewardModel.")
         return module.to(getattr(torch, dtype)) if dtype else module
-    return RewardModel(Backbone(name=model, dtype=dtype)).eval()
+    module = RewardModel(Backbone(name=model, dtype=dtype)).eval()
+    if getattr(module.backbone, "fresh_score_head", False):
+        raise UserError(f"model {model}: it has no trained score head (transformers initialized a random one), so "
+                        "its scores would mean nothing and change from run to run. Give a reward model: an export of "
+                        "fit, a .ckpt, or a sequence-classification model with one label.")
+    return module
 
 
 class ConversationScorer:

@@ -19,7 +19,8 @@ from bsr_lightning.backbones.export import export_module
 from bsr_lightning.backbones.hub import check_push
 from bsr_lightning.backbones.hub import push_to_hub as upload
 from bsr_lightning.base import BackboneModule
-from bsr_lightning.class_paths import check_file_class_paths, import_subclass
+from bsr_lightning.chat_templates import stored_template
+from bsr_lightning.class_paths import check_import_name, check_module_hparams, import_subclass
 from bsr_lightning.errors import ConfigError, PathNotFound, UserError
 from bsr_lightning.files import check_export_dir
 from bsr_lightning.lightning_compat import load_sharded_checkpoint
@@ -37,7 +38,7 @@ def read_checkpoint(ckpt_path: str, weights_only: bool = True, mmap: bool = Fals
         if not (path / ".metadata").is_file():
             raise UserError(f"checkpoint {ckpt_path} is a folder without a sharded checkpoint's .metadata (an export? "
                             "give it as --model to evaluate, or pass the .ckpt file or sharded folder fit wrote).")
-        return load_sharded_checkpoint(path)
+        return _load_folder(path)
     try:
         checkpoint = _load_file(ckpt_path, weights_only, mmap)
     except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for what is not a checkpoint
@@ -53,6 +54,24 @@ def read_checkpoint(ckpt_path: str, weights_only: bool = True, mmap: bool = Fals
         raise UserError(f"checkpoint {ckpt_path} has no {' or '.join(missing)}; it was not written by "
                         "bsr_lightning's fit (or Lightning with save_hyperparameters).")
     return checkpoint
+
+
+def _load_folder(path: Path) -> dict:
+    """A sharded checkpoint folder, read without unpickling anything that could run code."""
+    import pickle
+
+    try:
+        return load_sharded_checkpoint(path)
+    except pickle.UnpicklingError as err:
+        raise UserError(f"checkpoint {path}: its .metadata or shards hold pickled objects other than a checkpoint's "
+                        f"({str(err)[:200]}); they are not loaded (no code from a file runs). Give a folder fit "
+                        "wrote.") from None
+    except Exception as err:  # torch raises many kinds for a folder that is not a distributed checkpoint
+        if "Weights only load failed" in str(err):
+            raise UserError(f"checkpoint {path}: its shards hold pickled Python objects, which are not loaded (no "
+                            "code from a file runs). Give a folder fit wrote.") from None
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise UserError(f"checkpoint {path} cannot be read as a sharded checkpoint ({reason}).") from None
 
 
 def _load_file(ckpt_path: str, weights_only: bool, mmap: bool) -> dict:
@@ -89,11 +108,16 @@ def load_module_from_checkpoint(ckpt_path: str, weights_only: bool = True, trust
     the checkpoint says."""
     checkpoint = read_checkpoint(ckpt_path, weights_only)
     hparams = dict(checkpoint["hyper_parameters"])
-    check_file_class_paths(hparams, f"{ckpt_path}: hyper_parameters", allow_modules or [])
-    if isinstance(hparams.get("backbone"), dict):
-        hparams["backbone"] = {**hparams["backbone"], "trust_remote_code": trust_remote_code}
+    where = f"{ckpt_path}: hyper_parameters"
     class_path = hparams.pop("_class_path", None) or "bsr_lightning.RewardModel"
-    cls = import_subclass(class_path, BackboneModule, f"{ckpt_path}: hyper_parameters._class_path")
+    if not isinstance(class_path, str):
+        raise ConfigError(f"{where}._class_path must be a class path, got {type(class_path).__name__}.")
+    check_import_name(class_path, ".", f"{where}._class_path", allow_modules or [])
+    cls = import_subclass(class_path, BackboneModule, f"{where}._class_path")
+    check_module_hparams(cls, hparams, where, allow_modules or [])  # before jsonargparse imports anything
+    if isinstance(hparams.get("backbone"), dict):
+        template = stored_template(hparams["backbone"].get("chat_template"), f"{where}.backbone.chat_template")
+        hparams["backbone"] = {**hparams["backbone"], "trust_remote_code": trust_remote_code, "chat_template": template}
     module = build_from_hparams(cls, hparams, ckpt_path)
     module.on_load_checkpoint(checkpoint)
     try:
