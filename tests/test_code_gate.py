@@ -182,7 +182,8 @@ def test_a_sharded_checkpoint_with_a_pickled_payload_runs_nothing(tmp_path, monk
     state = {"state_dict": {"w": torch.arange(6.0).view(2, 3)}, "hyper_parameters": {"lr": 0.1}, "epoch": 1}
     dcp.save(state, checkpoint_id=str(tmp_path / "good.ckpt"), no_dist=True)
     loaded = read_checkpoint(str(tmp_path / "good.ckpt"))
-    assert torch.equal(loaded["state_dict"]["w"], state["state_dict"]["w"]) and loaded["hyper_parameters"] == {"lr": 0.1}
+    assert torch.equal(loaded["state_dict"]["w"], state["state_dict"]["w"])
+    assert loaded["hyper_parameters"] == {"lr": 0.1}
     (tmp_path / "evil.ckpt").mkdir()
     (tmp_path / "evil.ckpt" / ".metadata").write_bytes(pickle.dumps(Boom()))
     with pytest.raises(UserError, match="pickled objects"):

@@ -90,7 +90,7 @@ def test_fit_resumes_from_this_runs_config_not_the_checkpoints(tiny_llama, synth
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     evil = forged(torch.load(last, weights_only=True), tmp_path / "evil.ckpt",
                   regularizer={"class_path": "evilmod.Foo", "init_args": {}})
-    with pytest.raises(ConfigError, match=r"differs from the checkpoint's in regularizer.class_path"):
+    with pytest.raises(ConfigError, match=r"differ from the checkpoint's in regularizer.class_path"):
         cli_main([*fit_args(tiny_llama, synthetic_jsonl, tmp_path / "r2", *periodic), "--ckpt_path", evil])
     assert not planted.exists()
     with pytest.raises(ConfigError, match=r"optimization.lr: 0.001 -> 0.05.*regularizer.class_path"):

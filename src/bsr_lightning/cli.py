@@ -113,9 +113,9 @@ class BSRLightningCLI(LightningCLI):
             ckpt_path = max(found, key=os.path.getmtime) if found else None
         if not ckpt_path or not Path(ckpt_path).exists():
             return  # a folder is read here too: its .metadata is checked before any loader unpickles it
-        changed = changed_hparams(ckpt_path, dict(self.model.hparams))
+        changed = changed_hparams(ckpt_path, dict(self.model.hparams), dict(getattr(self.datamodule, "hparams", {})))
         if changed:
-            raise ConfigError(f"--ckpt_path {ckpt_path}: this run's model differs from the checkpoint's in "
+            raise ConfigError(f"--ckpt_path {ckpt_path}: this run's model or data differ from the checkpoint's in "
                               f"{'; '.join(changed)}. Resuming continues the checkpoint's training as it was, with "
                               "its optimizer and schedule state: drop those changes to resume, or start a new run "
                               "from its weights (export it, then fit with backbone.name set to the export).")

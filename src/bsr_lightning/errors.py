@@ -78,8 +78,7 @@ def require(module: str, needed_for: str) -> None:
     saved = list(sys.path)
     sys.path[:] = [p for p in sys.path if p not in cwd and os.path.abspath(p or ".") != os.getcwd()]
     try:
-        loaded = sys.modules.get(module)
-        spec = loaded.__spec__ if loaded is not None else importlib.util.find_spec(module)
+        spec = importlib.util.find_spec(module)  # an imported module's own spec: it is checked as well
         if spec is None:
             raise MissingExtra(f"{needed_for} needs the optional package {module!r}, which is not installed. "
                                f"Install it with: {command}")

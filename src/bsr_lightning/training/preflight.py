@@ -30,12 +30,24 @@ def _flat(value, prefix: str = "") -> dict:
     return out
 
 
-def changed_hparams(ckpt_path: str, hparams: dict) -> list[str]:
-    """``key: saved -> now`` for every model hyper-parameter (as plain data) that differs from the one saved in
-    ``ckpt_path``; the checkpoint is read as plain data only (``weights_only``)."""
-    saved = read_checkpoint(ckpt_path, mmap=True)["hyper_parameters"]  # Lightning reads the weights afterwards
+DATA_KEYS_FREE_ON_RESUME = {"num_workers"}
+"""Data settings that do not change which batches a resumed run sees."""
+
+
+def changed_hparams(ckpt_path: str, hparams: dict, data_hparams: dict | None = None) -> list[str]:
+    """``key: saved -> now`` for every model hyper-parameter, and every data setting (``data.KEY``, but
+    :data:`DATA_KEYS_FREE_ON_RESUME`), that differs from the one saved in ``ckpt_path``; the checkpoint is read as
+    plain data only (``weights_only``)."""
+    checkpoint = read_checkpoint(ckpt_path, mmap=True)  # Lightning reads the weights afterwards
+    saved = dict(checkpoint["hyper_parameters"])
+    now = dict(hparams)
+    saved_data = checkpoint.get("datamodule_hyper_parameters")
+    if isinstance(saved_data, dict) and data_hparams:
+        skip = DATA_KEYS_FREE_ON_RESUME
+        saved["data"] = {k: v for k, v in saved_data.items() if k not in skip}
+        now["data"] = {k: v for k, v in data_hparams.items() if k not in skip}
     old = _flat({k: v for k, v in saved.items() if not k.startswith("_")})
-    new = _flat({k: v for k, v in hparams.items() if not k.startswith("_")})
+    new = _flat({k: v for k, v in now.items() if not k.startswith("_")})
     return [f"{key}: {old[key]!r} -> {new[key]!r}" for key in sorted(old.keys() & new.keys())
             if _plain_value(old[key]) != _plain_value(new[key])]
 
