@@ -196,6 +196,21 @@ def tiny_bert(tmp_path_factory) -> str:
     return str(path)
 
 
+EVIL = "import pathlib\npathlib.Path({marker!r}).write_text('ran')\nclass Foo:\n    pass\n"
+
+
+@pytest.fixture
+def planted(tmp_path, monkeypatch):
+    """``evilmod.py`` in the working directory, importable from it, that writes ``marker`` when imported (a probe
+    that no checkpoint or file makes the program import it)."""
+    marker = tmp_path / "marker"
+    (tmp_path / "evilmod.py").write_text(EVIL.format(marker=str(marker)))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield marker
+    sys.modules.pop("evilmod", None)
+
+
 def write_jsonl(path: Path, rows: list) -> str:
     """Write rows (dicts, or raw strings written as-is) as JSON lines."""
     with open(path, "w") as f:

@@ -28,18 +28,7 @@ from bsr_lightning.class_paths import _hints, check_module_hparams, module_allow
 from bsr_lightning.errors import ConfigError, MissingExtra, UserError, require
 from bsr_lightning.training.checkpoints import read_checkpoint
 
-EVIL = "import pathlib\npathlib.Path({marker!r}).write_text('ran')\nclass Foo:\n    pass\n"
 PLANTS = {"bare": "evilmod.Foo", "colon": "evilmod:Foo", "dict": {"class_path": "evilmod.Foo", "init_args": {}}}
-
-
-@pytest.fixture
-def planted(tmp_path, monkeypatch):
-    marker = tmp_path / "marker"
-    (tmp_path / "evilmod.py").write_text(EVIL.format(marker=str(marker)))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield marker
-    sys.modules.pop("evilmod", None)
 
 
 def _import_package() -> None:

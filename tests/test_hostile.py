@@ -11,21 +11,8 @@ import torch
 from bsr_lightning.cli import cli_main
 from bsr_lightning.errors import ConfigError, PathNotFound
 from bsr_lightning.training.checkpoints import load_module_from_checkpoint
-from conftest import write_jsonl
+from conftest import EVIL, write_jsonl
 from test_cli import checkpoint_of, fit_args
-
-EVIL = "import pathlib\npathlib.Path({marker!r}).write_text('ran')\nclass Foo:\n    pass\n"
-
-
-@pytest.fixture
-def planted(tmp_path, monkeypatch):
-    """``evilmod.py`` in the working directory, importable from it, that writes ``marker`` when imported."""
-    marker = tmp_path / "marker"
-    (tmp_path / "evilmod.py").write_text(EVIL.format(marker=str(marker)))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield marker
-    sys.modules.pop("evilmod", None)
 
 
 @pytest.fixture
