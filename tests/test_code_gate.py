@@ -65,10 +65,9 @@ def plants(annotation, depth: int = 0):
     if depth >= 2:
         return
     for cls in _our_classes(annotation):
-        fields = ({f.name: f.type for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else
-                  {k: v for k, v in _hints(cls).items() if k != "return"})
-        fields = {k: v for k, v in _hints(cls).items() if k in fields and k != "return"} or fields
-        for name, hint in fields.items():
+        for name, hint in _hints(cls).items():
+            if name == "return":
+                continue
             for label, value in plants(hint, depth + 1):
                 label = f"{cls.__name__}.{name}.{label}"
                 if dataclasses.is_dataclass(cls):

@@ -31,18 +31,22 @@ LinkedIn-XFACT/RM-Robustness) sets whenever a recipe leaves ``chat_template`` un
 NAMED_TEMPLATES = {"zephyr": ZEPHYR_CHAT_TEMPLATE, "plain": PLAIN_CHAT_TEMPLATE}
 
 
+def _is_jinja(text: str) -> bool:
+    return "{{" in text or "{%" in text
+
+
 def resolve_template(value: str | None, key: str = "backbone.chat_template") -> str | None:
     """The template text of ``value``: inline Jinja as it is, a name of :data:`NAMED_TEMPLATES`, or the text of an
     existing file. Anything else stops with a :class:`ConfigError` naming ``key``: a path that does not exist is
     never used as the template text itself."""
-    if value is None or "{{" in value or "{%" in value:
+    if value is None or _is_jinja(value):
         return value
     if value in NAMED_TEMPLATES:
         return NAMED_TEMPLATES[value]
     path = Path(value).expanduser()
     if path.is_file():
         text = path.read_text(encoding="utf-8")
-        if "{{" not in text and "{%" not in text:
+        if not _is_jinja(text):
             raise ConfigError(f"{key}: {value} holds no Jinja ('{{{{ ... }}}}' or '{{% ... %}}'); give a chat "
                               "template file.")
         return text
@@ -54,7 +58,7 @@ def resolve_template(value: str | None, key: str = "backbone.chat_template") -> 
 def stored_template(value: object, key: str) -> str | None:
     """A chat template as a file (a checkpoint's hyper-parameters) may carry it: Jinja text or a template name,
     never a path, which would read a file this run never named. Anything else stops with a :class:`ConfigError`."""
-    if value is None or isinstance(value, str) and ("{{" in value or "{%" in value or value in NAMED_TEMPLATES):
+    if value is None or isinstance(value, str) and (_is_jinja(value) or value in NAMED_TEMPLATES):
         return value
     raise ConfigError(f"{key}: {str(value)[:200]!r} is not template text or a template name; a checkpoint carries the "
                       "template itself, and a path it names is never read. Re-export from a checkpoint fit wrote.")

@@ -44,7 +44,7 @@ def import_class(class_path: str) -> type:
 
 def import_subclass(class_path: str, base: type, where: str) -> type:
     """The class at ``class_path``, which must subclass ``base``; ``where`` names the config key in the message.
-    Only for class paths the user wrote: paths read from files go through :func:`check_file_class_paths` first."""
+    Only for class paths the user wrote: paths read from files go through :func:`check_module_hparams` first."""
     try:
         cls = import_class(class_path)
     except (ImportError, AttributeError, ValueError) as err:
@@ -74,9 +74,8 @@ def check_import_name(name: str, separator: str, where: str, allow_modules: Iter
     """The one gate for a name read from a file: refuse ``name`` (``module.Class`` or ``module:function``) unless its
     module is this package's, one of ``packages``' or named in ``allow_modules`` (:func:`module_allowed`), before
     anything is imported."""
-    module = name.rpartition(".")[0] if separator == "." else name.partition(":")[0]
-    if ":" in name and separator == ".":  # jsonargparse also reads 'module:attr'
-        module = name.partition(":")[0]
+    # 'module:attr' (jsonargparse reads it too, whatever the separator) or 'module.attr'
+    module = name.partition(":")[0] if ":" in name or separator == ":" else name.rpartition(".")[0]
     if not module_allowed(module, allow_modules, (OURS, *packages)):
         raise ConfigError(
             f"{where}: names {name!r}, outside bsr_lightning; code a checkpoint or file names is not imported. If "
@@ -87,7 +86,7 @@ def _may_import(annotation: Any) -> bool:
     """Whether jsonargparse may read a string at a parameter of this type as a class or function to import: any
     class type but plain data (str, numbers, bool, None, Literal; a dataclass counts, as jsonargparse reads a string
     there as a class path too), ``Callable`` and ``type[...]``."""
-    if annotation in (inspect.Parameter.empty, Any, None, type(None)) or annotation in PLAIN:
+    if annotation in (inspect.Parameter.empty, Any, None):
         return False
     origin = typing.get_origin(annotation)
     if origin is typing.Literal:
@@ -152,27 +151,23 @@ def _check_mapping(value: dict, annotation: Any, where: str, allow: list[str]) -
             raise ConfigError(f"{where}: cannot import {target!r} ({err}).") from None
     else:
         target = _dataclass_in(annotation)
-    hints = _hints(target) if target is not None else {}
     params = value.get("init_args") if isinstance(value.get("init_args"), dict) and "class_path" in value else value
+    _check_params(params, _hints(target) if target is not None else {}, where, allow)
+
+
+def _check_params(params: dict, hints: dict[str, Any], where: str, allow: list[str]) -> None:
+    """Each parameter's value against its annotation in ``hints``; the package's import fields by their own rule."""
     for key, item in params.items():
         if key in CODE_KEYS:
-            continue
+            continue  # checked by the caller
         if key in IMPORT_FIELDS and isinstance(item, str):
             separator, packages = IMPORT_FIELDS[key]
             check_import_name(item, separator, f"{where}.{key}", allow, packages)
-            continue
-        check_file_hparams(item, hints.get(key, Any), f"{where}.{key}", allow)
+        else:
+            check_file_hparams(item, hints.get(key, Any), f"{where}.{key}", allow)
 
 
 def check_module_hparams(cls: type, hparams: dict, where: str, allow_modules: Iterable[str] = ()) -> None:
-    """:func:`check_file_hparams` for a LightningModule's saved hyper-parameters, against ``cls``'s signature."""
-    hints = _hints(cls)
-    for key, item in hparams.items():
-        if key in CODE_KEYS:
-            continue
-        check_file_hparams(item, hints.get(key, Any), f"{where}.{key}", allow_modules)
-
-
-def check_file_class_paths(value: Any, where: str, allow_modules: Iterable[str] = ()) -> None:
-    """:func:`check_file_hparams` with no type known: names in ``class_path``/``import_path`` keys, anywhere."""
-    check_file_hparams(value, Any, where, allow_modules)
+    """:func:`check_file_hparams` for a LightningModule's saved hyper-parameters, against ``cls``'s signature (its
+    ``_class_path`` is checked by the caller, which imports ``cls`` from it)."""
+    _check_params(hparams, _hints(cls), where, list(allow_modules))

@@ -74,9 +74,8 @@ def require(module: str, needed_for: str) -> None:
 
     extra = EXTRAS.get(module)
     command = f"pip install 'bsr_lightning[{extra}]'" if extra else f"pip install {module}"
-    cwd = {"", ".", os.getcwd()}
-    saved = list(sys.path)
-    sys.path[:] = [p for p in sys.path if p not in cwd and os.path.abspath(p or ".") != os.getcwd()]
+    saved, here = list(sys.path), os.getcwd()
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]  # '', '.' and the cwd itself
     try:
         spec = importlib.util.find_spec(module)  # an imported module's own spec: it is checked as well
         if spec is None:

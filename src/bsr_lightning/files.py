@@ -3,8 +3,10 @@ that never lose a file the package did not write. A leaf module."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -112,8 +114,6 @@ def export_run_id(output_dir: str | Path) -> str | None:
 
 def sha256_of(path: str | Path) -> str:
     """The SHA-256 hex digest of a file's bytes."""
-    import hashlib
-
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -145,8 +145,6 @@ def tree_identity(path: str | Path) -> str:
     """A digest of a folder the package made: the device and inode of it and of every entry below it, with each
     entry's relative name, type, size and modification time. Any change inside (a file added, edited, replaced)
     changes it."""
-    import hashlib
-
     root = Path(path)
     st = os.lstat(root)
     digest = hashlib.sha256(f"{st.st_dev}:{st.st_ino}".encode())
@@ -165,8 +163,6 @@ def _regular_file(path: Path) -> bool:
         st = os.lstat(path)
     except OSError:
         return False
-    import stat
-
     return stat.S_ISREG(st.st_mode) and st.st_nlink == 1
 
 

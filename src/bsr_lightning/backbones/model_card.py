@@ -42,10 +42,15 @@ def _longest_backtick_run(text: str) -> int:
     return max((len(run) for run in re.findall(r"`+", text)), default=0)
 
 
+def _one_line(value: object) -> str:
+    """``value`` on one line with its pipes escaped: it stays in its table cell."""
+    return " ".join(str(value).split()).replace("|", "\\|")
+
+
 def code_span(value: object) -> str:
     """``value`` as one inline code span that nothing in it can close, on one line, safe in a table cell: a
     checkpoint's text never becomes Markdown or HTML of the card."""
-    text = " ".join(str(value).split()).replace("|", "\\|")
+    text = _one_line(value)
     ticks = "`" * (_longest_backtick_run(text) + 1)
     return f"{ticks} {text} {ticks}" if text.startswith("`") or text.endswith("`") else f"{ticks}{text}{ticks}"
 
@@ -57,7 +62,7 @@ def fenced(text: str, language: str) -> str:
 
 
 def _cell(text: object) -> str:
-    return html.escape(" ".join(str(text).split())).replace("|", "\\|")
+    return _one_line(html.escape(str(text)))
 
 
 def _table(rows: dict) -> str:

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from bsr_lightning.errors import ConfigError
 from bsr_lightning.synthetic_task import vocabulary
 
 SPECIALS = ("<pad>", "<unk>", "<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>")
@@ -67,8 +68,6 @@ def tiny_model_path(name: str) -> str:
     """The local directory of the tiny model ``name`` (``tiny:NAME``), built on first use (atomically, so parallel
     runs agree)."""
     if name not in TINY_SIZES:  # checked before any folder is made: `tiny:/../../x` names nothing
-        from bsr_lightning.errors import ConfigError
-
         raise ConfigError(f"model 'tiny:{name}': no such tiny model; known: "
                           f"{', '.join('tiny:' + n for n in sorted(TINY_SIZES))}.")
     root = Path(os.environ.get("BSR_LIGHTNING_CACHE", Path.home() / ".cache" / "bsr_lightning"))

@@ -26,35 +26,36 @@ def local_files(path: str) -> list[str] | None:
 
     Names are literal: an existing file is read as named (``d[1].jsonl`` is that file, never ``d1.jsonl``). Only a
     name that does not exist and holds ``*`` or ``?`` is a glob, and brackets in it stay literal characters."""
-    if Path(path).exists():  # an existing name is literal, commas and all ('pairs,v2.jsonl')
-        parts = [path]
-    else:
-        parts = [part.strip() for part in path.split(",")]
+    # an existing name is literal, commas and all ('pairs,v2.jsonl'); otherwise a comma-separated list
+    parts = [path] if Path(path).exists() else [part.strip() for part in path.split(",")]
     files: list[str] = []
     for part in parts:
-        if Path(part).is_dir():
-            found = sorted(str(p) for p in Path(part).iterdir() if p.name.endswith(LOCAL_SUFFIXES))
-            if not found:
-                raise DataError(f"directory {part} holds no data files ({', '.join(LOCAL_SUFFIXES)}); give a file or "
-                                "a directory of them.")
-            files += found
-        elif Path(part).exists():
-            files.append(part)
-        elif "*" in part or "?" in part:
-            matched = sorted(f for f in glob.glob(part.replace("[", "[[]")) if f.endswith(LOCAL_SUFFIXES))
-            if not matched and len(parts) > 1:
-                raise PathNotFound(f"data: {part!r} (in the list {path!r}) matches no data file "
-                                   f"({', '.join(LOCAL_SUFFIXES)}) (cwd: {Path.cwd()}).")
-            files += matched
-        elif len(parts) > 1:  # one name of a list that is missing: never skipped
+        found = _files_named(part)
+        if not found and len(parts) > 1:  # one name of a list that names nothing: never skipped
             raise PathNotFound(f"data file not found: {part!r}, in the list {path!r} (cwd: {Path.cwd()}); fix or "
-                               "remove it.")
+                               f"remove it (data files end in one of {', '.join(LOCAL_SUFFIXES)}).")
+        files += found
     if not files:
-        if any(path.endswith(s) for s in LOCAL_SUFFIXES) or _looks_local(path) or len(parts) > 1:
+        if any(path.endswith(s) for s in LOCAL_SUFFIXES) or _looks_local(path):
             raise PathNotFound(f"data file not found: {path} (cwd: {Path.cwd()}); check `data.path` (or --data) and "
                                f"its suffix (one of {', '.join(LOCAL_SUFFIXES)}).")
         return None
     return files
+
+
+def _files_named(part: str) -> list[str]:
+    """The data files one name gives: a directory's, the file itself, or a glob's matches (brackets literal)."""
+    if Path(part).is_dir():
+        found = sorted(str(p) for p in Path(part).iterdir() if p.name.endswith(LOCAL_SUFFIXES))
+        if not found:
+            raise DataError(f"directory {part} holds no data files ({', '.join(LOCAL_SUFFIXES)}); give a file or a "
+                            "directory of them.")
+        return found
+    if Path(part).exists():
+        return [part]
+    if "*" in part or "?" in part:
+        return sorted(f for f in glob.glob(part.replace("[", "[[]")) if f.endswith(LOCAL_SUFFIXES))
+    return []
 
 
 def _looks_local(path: str) -> bool:

@@ -9,6 +9,7 @@ nested ``{class_path, init_args}`` must name a subclass of its parameter's type 
 from __future__ import annotations
 
 import inspect
+import pickle
 from argparse import ArgumentError
 from pathlib import Path
 
@@ -38,17 +39,10 @@ def read_checkpoint(ckpt_path: str, weights_only: bool = True, mmap: bool = Fals
         if not (path / ".metadata").is_file():
             raise UserError(f"checkpoint {ckpt_path} is a folder without a sharded checkpoint's .metadata (an export? "
                             "give it as --model to evaluate, or pass the .ckpt file or sharded folder fit wrote).")
-        return _load_folder(path)
     try:
-        checkpoint = _load_file(ckpt_path, weights_only, mmap)
+        checkpoint = load_sharded_checkpoint(path) if path.is_dir() else _load_file(ckpt_path, weights_only, mmap)
     except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for what is not a checkpoint
-        if "Weights only load failed" in str(err):  # torch says the same for garbage and for pickled objects
-            raise UserError(f"checkpoint {ckpt_path} cannot be read as plain data: it is not a checkpoint, or it holds "
-                            "pickled Python objects, which are not loaded (no code from a file runs). Pass "
-                            "--weights_only false only for a file you wrote yourself.") from None
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        raise UserError(f"checkpoint {ckpt_path} cannot be read ({reason}); it is empty, truncated or not a "
-                        "checkpoint. Give a .ckpt file that fit wrote.") from None
+        raise _unreadable(ckpt_path, err, path.is_dir()) from None
     missing = [k for k in ("state_dict", "hyper_parameters") if not isinstance(checkpoint, dict) or k not in checkpoint]
     if missing:
         raise UserError(f"checkpoint {ckpt_path} has no {' or '.join(missing)}; it was not written by "
@@ -56,22 +50,21 @@ def read_checkpoint(ckpt_path: str, weights_only: bool = True, mmap: bool = Fals
     return checkpoint
 
 
-def _load_folder(path: Path) -> dict:
-    """A sharded checkpoint folder, read without unpickling anything that could run code."""
-    import pickle
-
-    try:
-        return load_sharded_checkpoint(path)
-    except pickle.UnpicklingError as err:
-        raise UserError(f"checkpoint {path}: its .metadata or shards hold pickled objects other than a checkpoint's "
-                        f"({str(err)[:200]}); they are not loaded (no code from a file runs). Give a folder fit "
-                        "wrote.") from None
-    except Exception as err:  # torch raises many kinds for a folder that is not a distributed checkpoint
-        if "Weights only load failed" in str(err):
-            raise UserError(f"checkpoint {path}: its shards hold pickled Python objects, which are not loaded (no "
-                            "code from a file runs). Give a folder fit wrote.") from None
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        raise UserError(f"checkpoint {path} cannot be read as a sharded checkpoint ({reason}).") from None
+def _unreadable(ckpt_path: str, err: Exception, folder: bool) -> UserError:
+    """One message for a checkpoint file or sharded folder that cannot be read as plain data."""
+    reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+    if folder and isinstance(err, pickle.UnpicklingError):  # .metadata's allowlist, or a shard's weights_only
+        return UserError(f"checkpoint {ckpt_path}: its .metadata or shards hold pickled objects other than a "
+                         f"checkpoint's ({reason}); they are not loaded (no code from a file runs). Give a folder fit "
+                         "wrote.")
+    if "Weights only load failed" in str(err):  # torch says the same for garbage and for pickled objects
+        return UserError(f"checkpoint {ckpt_path} cannot be read as plain data: it is not a checkpoint, or it holds "
+                         "pickled Python objects, which are not loaded (no code from a file runs). Pass "
+                         "--weights_only false only for a file you wrote yourself.")
+    if folder:
+        return UserError(f"checkpoint {ckpt_path} cannot be read as a sharded checkpoint ({reason}).")
+    return UserError(f"checkpoint {ckpt_path} cannot be read ({reason}); it is empty, truncated or not a "
+                     "checkpoint. Give a .ckpt file that fit wrote.")
 
 
 def _load_file(ckpt_path: str, weights_only: bool, mmap: bool) -> dict:
