@@ -161,10 +161,25 @@ def test_huge_messages_are_cut_before_tokenizing_without_changing_the_kept_token
     conversation = [{"role": "user", "content": "start " + "the quick brown fox " * 5000},
                     {"role": "assistant", "content": "jumps over " * 20000 + "the lazy dog"}]
     capped = encoder.cap_characters(conversation)
-    assert max(len(m["content"]) for m in capped) == encoder.char_cap < 50_000
+    assert encoder.char_cap <= max(len(m["content"]) for m in capped) <= 2 * encoder.char_cap < 50_000
     with caplog.at_level(logging.WARNING):
-        got, counts = encoder.encode_sequences([conversation], "huge")
-    assert f"over {encoder.char_cap} characters, cut to that before tokenizing" in caplog.text
+        got, counts, _ = encoder.encode_sequences([conversation], "huge")
+    assert f"over {encoder.char_cap} characters, cut before tokenizing" in caplog.text
     full = encoder._tokenize([conversation])[0]  # the whole text, tokenized as before the cap
     expected = None if overlong == "drop" else encoder._truncate(full)
     assert got == [expected] and counts["capped_before_tokenizing"] == 1 and counts["overlong"] == 1
+
+
+@pytest.mark.parametrize("overlong", ["truncate_left", "truncate_right"])
+@pytest.mark.parametrize("filler", [" ", "\u0301", "a"])
+def test_the_character_cap_never_drops_tokens_that_fit(tiny_bert, tiny_llama, overlong, filler):
+    """Issue 32, finding 15: ``A + 6000 spaces + B`` is 15 tokens for WordPiece, which drops the spaces; a cut to
+    the character cap used to score it as ``B`` alone. Spaces, combining marks (dropped by BERT's accent
+    stripping) and one long word (no whitespace to cut at) are all tokenized whole, exactly as without the cap."""
+    for path in (tiny_bert, tiny_llama):
+        tok = load_tokenizer(path)
+        encoder = PairEncoder(tok, 16, overlong)
+        text = "alpha beta gamma delta " + filler * 6000 + " omega psi chi phi"
+        conversation = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": text}]
+        got, _, _ = encoder.encode_sequences([conversation], "sparse")
+        assert got == [encoder._truncate(encoder._tokenize([conversation])[0])], (path, filler)

@@ -58,21 +58,31 @@ def stream_scores(scorer: ConversationScorer, evaluator: Evaluator, rows: Iterat
     bar = tqdm(desc="evaluate", unit="row", disable=not progress)
     skipped: list[str] = []
     rows_read = 0
+
+    def bad(err: RowError) -> None:
+        if bad_rows != "skip":
+            raise RowError(err.where, f"{err.problem}. Fix the row, or pass --bad_rows skip to leave bad rows "
+                                      "out (they are counted in metrics.json).") from None
+        skipped.append(str(err))
+
     for chunk in _chunks(enumerate(rows), chunk_rows):
-        items = []
+        items, wheres = [], []
         for row_id, (where, row) in chunk:
             try:
                 items.append(_parse(evaluator, row_id, where, row))
+                wheres.append(where)
             except RowError as err:
-                if bad_rows != "skip":
-                    raise RowError(err.where, f"{err.problem}. Fix the row, or pass --bad_rows skip to leave bad rows "
-                                              "out (they are counted in metrics.json).") from None
-                skipped.append(str(err))
+                bad(err)
         convs = [evaluator.conversations(item) for item in items]
         flat = [c for group in convs for c in group]
-        scores = scorer.score(flat, "chunk") if flat else np.zeros(0)
+        scores, _, problems = scorer.score_each(flat, "chunk") if flat else (np.zeros(0), None, {})
         bounds = np.cumsum([0] + [len(group) for group in convs])
-        for item, start, end in zip(items, bounds[:-1], bounds[1:], strict=True):
+        for item, where, start, end in zip(items, wheres, bounds[:-1], bounds[1:], strict=True):
+            unscorable = [i for i in range(start, end) if i in problems]
+            if unscorable:
+                bad(RowError(where, f"its conversation {unscorable[0] - start + 1} of {end - start} cannot be "
+                                    f"scored: {problems[unscorable[0]]}"))
+                continue
             records_file.write(json.dumps(strict_json(evaluator.update(item, scores[start:end]))) + "\n")
         bar.update(len(chunk))
         rows_read += len(chunk)

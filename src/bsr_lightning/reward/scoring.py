@@ -55,13 +55,26 @@ class ConversationScorer:
         self.counts: Counter = Counter()
 
     def score(self, conversations: list[list[Message]], desc: str = "scoring") -> np.ndarray:
-        """``(N,)`` float scores of ``conversations``."""
+        """``(N,)`` float scores of ``conversations`` (see :meth:`score_with_hidden`)."""
         return self.score_with_hidden(conversations, desc, keep_hidden=False)[0]
 
     def score_with_hidden(self, conversations: list[list[Message]], desc: str = "scoring",
                           keep_hidden: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-        """Scores ``(N,)`` and, with ``keep_hidden``, the head-input hidden states ``(N, H)`` (NaN where dropped)."""
-        ids, counts = self.encoder.encode_sequences(conversations, desc)
+        """Scores ``(N,)`` and, with ``keep_hidden``, the head-input hidden states ``(N, H)`` (NaN where dropped);
+        a conversation that cannot be scored is a :class:`UserError` naming it (:meth:`score_each` gives each its
+        own problem instead)."""
+        scores, hidden, problems = self.score_each(conversations, desc, keep_hidden)
+        if problems:
+            index, problem = next(iter(problems.items()))
+            raise UserError(f"{desc}: conversation {index} cannot be scored: {problem}.")
+        return scores, hidden
+
+    def score_each(self, conversations: list[list[Message]], desc: str = "scoring", keep_hidden: bool = False
+                   ) -> tuple[np.ndarray, np.ndarray | None, dict[int, str]]:
+        """Scores ``(N,)`` (NaN where dropped or unscorable), with ``keep_hidden`` the head-input hidden states
+        ``(N, H)``, and ``{index: problem}`` of the conversations that cannot be scored; the others are scored as
+        if those were not there."""
+        ids, counts, problems = self.encoder.encode_sequences(conversations, desc)
         self.counts.update(counts)
         scores, hidden = np.full(len(ids), np.nan), None
         keep = sorted((i for i, seq in enumerate(ids) if seq is not None), key=lambda i: len(ids[i]))
@@ -77,4 +90,4 @@ class ConversationScorer:
                 if keep_hidden:
                     hidden = np.full((len(ids), states.shape[-1]), np.nan) if hidden is None else hidden
                     hidden[chunk] = states.float().cpu().numpy()
-        return scores, hidden
+        return scores, hidden, problems
