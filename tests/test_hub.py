@@ -99,3 +99,43 @@ def test_the_hub_compat_client_keeps_the_default_hooks_and_adds_timeouts():
     client, default = bounded_client_factory(connect=3, read=7)(), _http.default_client_factory()
     assert (client.timeout.connect, client.timeout.read) == (3, 7) and default.timeout.read is None
     assert client.event_hooks == default.event_hooks and client.follow_redirects == default.follow_redirects
+
+
+def test_a_hub_that_trickles_a_byte_at_a_time_meets_the_total_deadline(checkpoint, tmp_path, monkeypatch):
+    """Issue 32, finding 10: a server sending one byte every few seconds never trips a per-read timeout; it kept an
+    upload waiting past 200 s. The whole upload has a deadline now."""
+    import socket
+    import threading
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    stop = threading.Event()
+
+    def drip(conn: socket.socket) -> None:
+        while not stop.is_set():
+            try:
+                conn.send(b"H")
+            except OSError:  # the client gave up
+                return
+            time.sleep(0.3)
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                threading.Thread(target=drip, args=(server.accept()[0],), daemon=True).start()
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    monkeypatch.setenv("BSR_LIGHTNING_HUB_TIMEOUT", "2")
+    monkeypatch.setenv("BSR_LIGHTNING_HUB_DEADLINE", "4")
+    started = time.monotonic()
+    done = run_export(checkpoint, str(tmp_path / "out"), f"http://127.0.0.1:{server.getsockname()[1]}",
+                      "--push_to_hub", "me/rm")
+    stop.set()
+    server.close()
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "not done within 4 s (BSR_LIGHTNING_HUB_DEADLINE)" in done.stderr
+    assert time.monotonic() - started < 60
