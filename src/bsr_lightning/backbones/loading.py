@@ -18,6 +18,7 @@ from transformers import (
 from bsr_lightning.args import Backbone
 from bsr_lightning.backbones.adapters import bnb_config
 from bsr_lightning.backbones.names import refuse_remote_code, resolve_model_path
+from bsr_lightning.backbones.sizing import bytes_per_parameter, check_model_size
 from bsr_lightning.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,8 @@ def _load(auto_cls, backbone: Backbone, tokenizer, keep: list[str], **config_kwa
     path = resolve_model_path(backbone.name)
     refuse_remote_code(path, backbone.trust_remote_code, backbone.name)
     config = AutoConfig.from_pretrained(path, trust_remote_code=backbone.trust_remote_code, **config_kwargs)
+    check_model_size(config, path, backbone.name, 0.5 if backbone.quantization else
+                     bytes_per_parameter(backbone.dtype or getattr(config, "dtype", None)))
     if not backbone.dropout:
         disable_dropout(config)
     kwargs = {"config": config, "trust_remote_code": backbone.trust_remote_code}

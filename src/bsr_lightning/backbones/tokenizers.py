@@ -5,6 +5,7 @@ from __future__ import annotations
 from transformers import AutoTokenizer
 
 from bsr_lightning.backbones.names import refuse_remote_code, resolve_model_path
+from bsr_lightning.backbones.template_probe import check_template
 from bsr_lightning.chat_templates import PLAIN_CHAT_TEMPLATE, resolve_template
 from bsr_lightning.errors import PathNotFound
 
@@ -36,6 +37,7 @@ def load_tokenizer(name_or_path: str, chat_template: str | None = None, trust_re
         tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
     if chat_template is not None:
         tokenizer.chat_template = resolve_template(chat_template)
+    check_template(tokenizer.chat_template, f"model {name_or_path!r}")
     return tokenizer
 
 

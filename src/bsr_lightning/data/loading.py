@@ -18,6 +18,11 @@ from pathlib import Path
 from bsr_lightning.errors import DataError, PathNotFound, RowError
 
 LOCAL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet", ".csv")
+MAX_ROW_BYTES = 64 * 2**20
+"""The longest line (JSON lines) or CSV cell read: a longer one is a bad row, read past in small pieces, so a
+1 GB line in a 1 MB ``.jsonl.gz`` costs no more memory than this."""
+MAX_ARRAY_BYTES = 2**30
+"""The largest file holding one JSON array (read whole); write larger data as JSON lines."""
 
 
 def local_files(path: str) -> list[str] | None:
@@ -91,14 +96,21 @@ def _open_binary(file: str):
     return gzip.open(file, "rb") if file.endswith(".gz") else open(file, "rb")
 
 
-def _lines(file: str) -> Iterator[tuple[int, bytes]]:
-    """``(line number, raw bytes)``; a truncated or corrupt gzip stream stops with a :class:`DataError` naming the
-    line it reached."""
+def _lines(file: str) -> Iterator[tuple[int, bytes | RowError]]:
+    """``(line number, raw bytes)``, or a :class:`RowError` for a line over :data:`MAX_ROW_BYTES` (read past, never
+    held); a truncated or corrupt gzip stream stops with a :class:`DataError` naming the line it reached."""
     line_no = 0
     try:
         with _open_binary(file) as handle:
-            for line_no, line in enumerate(handle, start=1):
-                yield line_no, line
+            while line := handle.readline(MAX_ROW_BYTES + 1):
+                line_no += 1
+                if len(line) <= MAX_ROW_BYTES or line.endswith(b"\n"):
+                    yield line_no, line
+                    continue
+                while (rest := handle.readline(2**20)) and not rest.endswith(b"\n"):
+                    pass
+                yield line_no, RowError(f"{file}:{line_no}", f"a line over {MAX_ROW_BYTES // 2**20} MiB, longer "
+                                                             "than any row; check the file (one row per line)")
     except _CORRUPT as err:
         raise _corrupt(file, err, line_no + 1) from None
 
@@ -122,7 +134,7 @@ def _iter_json(file: str) -> Iterator[tuple[str, dict | RowError]]:
         return
     for line_no, raw in _lines(file):
         where = f"{file}:{line_no}"
-        line = _decode(raw, line_no, where)
+        line = raw if isinstance(raw, RowError) else _decode(raw, line_no, where)
         if isinstance(line, RowError):
             yield where, line
             continue
@@ -140,7 +152,11 @@ def _iter_json(file: str) -> Iterator[tuple[str, dict | RowError]]:
 def _iter_json_array(file: str) -> Iterator[tuple[str, dict | RowError]]:
     try:
         with _open_binary(file) as handle:
-            rows = json.loads(handle.read().decode("utf-8-sig"))
+            text = handle.read(MAX_ARRAY_BYTES + 1)
+        if len(text) > MAX_ARRAY_BYTES:
+            raise DataError(f"{file}: one JSON array over {MAX_ARRAY_BYTES // 2**30} GiB; write it as JSON lines "
+                            "(.jsonl, one row per line), which are read a row at a time.")
+        rows = json.loads(text.decode("utf-8-sig"))
     except UnicodeDecodeError as err:
         raise DataError(f"{file}: not UTF-8 text (byte offset {err.start}); save the file as UTF-8.") from None
     except _CORRUPT as err:
@@ -166,18 +182,21 @@ def _iter_tabular(file: str) -> Iterator[tuple[str, dict | RowError]]:
 
 def _iter_csv(file: str) -> Iterator[tuple[str, dict | RowError]]:
     """CSV rows as strings (no type guessing: the answer ``42`` stays the text "42"), located by the file's line.
-    Cells of any size are read (Python's csv stops at 131,072 characters by default): long texts are for the length
-    policy to count, not for the reader to refuse."""
-    csv.field_size_limit(2**31 - 1)
+    Cells up to :data:`MAX_ROW_BYTES` are read (Python's csv stops at 131,072 characters by default): long texts
+    are for the length policy to count, not for the reader to refuse."""
+    csv.field_size_limit(MAX_ROW_BYTES)
+    start = 2  # the header is line 1
     try:
         with open(file, encoding="utf-8-sig", newline="") as handle:
             reader = csv.DictReader(handle, restkey=_EXTRA, restval=_MISSING)
-            start = 2  # the header is line 1
             for row in reader:
                 yield f"{file}:{start}", _csv_row(f"{file}:{start}", row, len(reader.fieldnames or []))
                 start = reader.line_num + 1
     except UnicodeDecodeError as err:
         raise DataError(f"{file}: not UTF-8 text (byte offset {err.start}); save the file as UTF-8.") from None
+    except csv.Error as err:  # a cell over the limit; the reader cannot go on past it
+        raise DataError(f"{file}:{start}: {err} ({MAX_ROW_BYTES // 2**20} MiB); check the file's quoting (an "
+                        "unclosed quote makes the rest of the file one cell).") from None
 
 
 _EXTRA, _MISSING = object(), object()  # DictReader's markers for a row with too many or too few fields
