@@ -18,8 +18,8 @@ from upstream import constants, function
 class NumberScorer:
     """Scores a conversation by its last message, which the fixtures write as a number."""
 
-    def score(self, conversations, desc=""):
-        return np.array([float(c[-1]["content"]) for c in conversations])
+    def score_each(self, conversations, desc=""):
+        return np.array([float(c[-1]["content"]) for c in conversations]), None, {}
 
 
 def pair(subset: str, chosen: float, rejected: float, i: int) -> dict:

@@ -11,8 +11,7 @@ import tracemalloc
 import pytest
 import torch
 
-from bsr_lightning import Backbone, RewardModel
-from bsr_lightning.backbones import template_probe
+from bsr_lightning import Backbone, RewardModel, template_probe
 from bsr_lightning.backbones.export import export_module
 from bsr_lightning.data import loading
 from bsr_lightning.data.loading import iter_raw_rows

@@ -5,9 +5,9 @@ from __future__ import annotations
 from transformers import AutoTokenizer
 
 from bsr_lightning.backbones.names import refuse_remote_code, resolve_model_path
-from bsr_lightning.backbones.template_probe import check_template
 from bsr_lightning.chat_templates import PLAIN_CHAT_TEMPLATE, resolve_template
 from bsr_lightning.errors import PathNotFound
+from bsr_lightning.template_probe import check_template
 
 PAD_TOKEN = "<|pad|>"
 
