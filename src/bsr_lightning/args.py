@@ -114,6 +114,8 @@ class Optimization:
         check(self.max_grad_norm is None or self.max_grad_norm > 0, "optimization.max_grad_norm",
               f"must be positive or null, got {self.max_grad_norm}.")
         self.betas = tuple(self.betas)
+        check(len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas), "optimization.betas",
+              f"must be two numbers in [0, 1), got {list(self.betas)}.")
 
 
 @dataclass

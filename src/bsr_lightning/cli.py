@@ -10,7 +10,6 @@ runs when fed back. ``python -m bsr_lightning export --ckpt_path X --output_dir 
 
 from __future__ import annotations
 
-import errno
 import importlib.util
 import json
 import os
@@ -28,7 +27,7 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from bsr_lightning.errors import TRACEBACK_ENV, ConfigError, PathNotFound, UserError
+from bsr_lightning.errors import TRACEBACK_ENV, ConfigError, PathNotFound, user_error_in
 from bsr_lightning.evaluation.diagnostics import diagnose
 from bsr_lightning.evaluation.evaluate import evaluate
 from bsr_lightning.experiments.scenarios_command import scenarios
@@ -280,24 +279,6 @@ def main() -> None:
             raise
         print(f"bsr_lightning: error: {cause}\n(set {TRACEBACK_ENV}=1 for the traceback)", file=sys.stderr)
         sys.exit(2)
-
-
-UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
-
-
-def user_error_in(err: BaseException) -> UserError | None:
-    """The :class:`UserError` behind ``err`` (jsonargparse wraps errors raised while it builds classes), or None. A
-    write refused by the system (no permission, read-only, disk full) is the user's to fix too."""
-    seen = set()
-    while err is not None and id(err) not in seen:
-        if isinstance(err, UserError):
-            return err
-        if isinstance(err, OSError) and err.errno in UNWRITABLE:
-            return UserError(f"cannot write {err.filename or 'a file'}: {err.strerror}. Free some space, or choose a "
-                             "writable --output_dir (or trainer.default_root_dir).")
-        seen.add(id(err))
-        err = err.__cause__ or err.__context__
-    return None
 
 
 def cli_main(args: list[str] | None = None):

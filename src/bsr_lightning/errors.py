@@ -6,6 +6,9 @@ A leaf module: everything may raise these, nothing here imports the package.
 
 from __future__ import annotations
 
+import errno
+import os
+
 TRACEBACK_ENV = "BSR_LIGHTNING_TRACEBACK"
 
 
@@ -91,3 +94,52 @@ def require(module: str, needed_for: str) -> None:
         importlib.import_module(module)
     finally:
         sys.path[:] = saved
+
+
+UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+BAD_PATH = {errno.ENOENT, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.ELOOP}
+MAX_MESSAGE = 2000
+
+
+def user_error_in(err: BaseException) -> UserError | None:
+    """The :class:`UserError` behind ``err`` (jsonargparse wraps errors raised while it builds classes), or None
+    for a program bug. Besides the package's own, these are the user's to fix, whoever raised them: a write the
+    system refuses (no permission, read-only, disk full), a path that cannot be one (a folder where a file goes, a
+    name too long, a link to nothing, a NUL byte), and a Trainer setting Lightning refuses. A message over
+    :data:`MAX_MESSAGE` characters is cut there, saying how much was left out."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if (found := _as_user_error(err)) is not None:
+            text = str(found)
+            return found if len(text) <= MAX_MESSAGE else UserError(
+                f"{text[:MAX_MESSAGE]}... ({len(text) - MAX_MESSAGE:,} more characters)")
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _as_user_error(err: BaseException) -> UserError | None:
+    if isinstance(err, UserError):
+        return err
+    if isinstance(err, OSError) and err.errno in UNWRITABLE:
+        return UserError(f"cannot write {err.filename or 'a file'}: {err.strerror}. Free some space, or choose a "
+                         "writable --output_dir (or trainer.default_root_dir).")
+    if isinstance(err, OSError) and err.errno in BAD_PATH and err.filename is not None:
+        name = str(err.filename)[:300]
+        link = f" (a link to {os.readlink(err.filename)}, which does not exist)" if _dangling(err.filename) else ""
+        return UserError(f"{name}{link}: {err.strerror}. Check the path in the command line or config.")
+    if isinstance(err, RuntimeError) and "file write failed" in str(err):  # torch.save on a full disk
+        return UserError(f"cannot write a checkpoint ({str(err).splitlines()[0][:200]}): the disk is full or "
+                         "unwritable. Free some space, or choose another trainer.default_root_dir.")
+    if isinstance(err, ValueError) and "embedded null byte" in str(err):
+        return UserError("a path holds a NUL byte (\\0); remove it from the path in the command line or config.")
+    if type(err).__name__ == "MisconfigurationException":  # Lightning's refusal of a Trainer setting
+        return UserError(f"trainer: {str(err).splitlines()[0]}")
+    return None
+
+
+def _dangling(path) -> bool:
+    try:
+        return os.path.islink(path) and not os.path.exists(path)
+    except (OSError, ValueError, TypeError):
+        return False

@@ -89,7 +89,7 @@ def _read_manifest(directory: Path, manifest: str) -> dict:
     nothing)."""
     try:
         data = json.loads((directory / manifest).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -122,13 +122,15 @@ def sha256_of(path: str | Path) -> str:
 
 
 def _inside(directory: Path, name: object) -> Path | None:
-    """``directory / name`` when ``name`` is a plain relative path that stays inside ``directory``; else None."""
+    """``directory / name`` when ``name`` is a plain relative path to something that exists inside ``directory``;
+    else None (a name too long or holding a NUL byte cannot be one)."""
     if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts:
         return None
     path = directory / name
     try:
+        os.lstat(path)
         path.resolve().relative_to(directory.resolve())
-    except ValueError:  # a symlink leading out
+    except (OSError, ValueError):  # missing, unnamable, or a symlink leading out
         return None
     return path
 
@@ -195,6 +197,12 @@ def claim_output_dir(output_dir: str | Path, outputs: list[str], inputs: list[st
     path = Path(output_dir)
     if path.exists() and not path.is_dir():
         raise UserError(f"output_dir {path} is a file; choose a directory.")
+    if path.is_symlink() and not path.exists():
+        raise UserError(f"output_dir {path} is a link to {os.readlink(path)}, which does not exist; choose a folder.")
+    for name in outputs:
+        if (path / name).is_dir() or (path / name).is_symlink():
+            raise UserError(f"{path / name} is a {'link' if (path / name).is_symlink() else 'folder'}, where "
+                            f"{command} writes a file; remove it, or choose another --output_dir.")
     targets = {(path / name).resolve() for name in outputs}
     for source in inputs:
         if Path(source).exists() and Path(source).resolve() in targets:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 from transformers import (
     AutoConfig,
@@ -19,7 +21,7 @@ from bsr_lightning.args import Backbone
 from bsr_lightning.backbones.adapters import bnb_config
 from bsr_lightning.backbones.names import refuse_remote_code, resolve_model_path
 from bsr_lightning.backbones.sizing import bytes_per_parameter, check_model_size
-from bsr_lightning.errors import ConfigError
+from bsr_lightning.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
 HEAD_NAMES = ("score", "classifier")  # decoder-style (last-token pooled) first, then encoder-style
@@ -119,6 +121,10 @@ def _from_pretrained_reporting(auto_cls, path: str, heads: list[str], **kwargs) 
     hf_logging.set_verbosity_error()
     try:
         model, info = auto_cls.from_pretrained(path, output_loading_info=True, **kwargs)
+    except (SafetensorError, EOFError, pickle.UnpicklingError) as err:  # a damaged or incomplete weights file
+        raise UserError(f"model {path}: its weights cannot be read ({type(err).__name__}: "
+                        f"{str(err).splitlines()[0][:200]}); the file is damaged or incomplete. Download or export "
+                        "the model again.") from None
     finally:
         hf_logging.set_verbosity(verbosity)
     missing = sorted(info.get("missing_keys", []))

@@ -101,5 +101,6 @@ def refuse_remote_code(path: str, trust_remote_code: bool, name: str) -> None:
             continue
         if auto_map:
             raise ConfigError(f"model {name!r}: {file} has an auto_map, so the folder ships Python code of its own; it "
-                              "runs only when you ask for it in this run (backbone.trust_remote_code: true, or "
-                              "--trust_remote_code true). A checkpoint's setting never turns it on.")
+                              "runs only when you ask for it in this run: backbone.trust_remote_code: true in fit's "
+                              "config, or export --trust_remote_code true (evaluate and serve never run a folder's "
+                              "code). A checkpoint's setting never turns it on.")

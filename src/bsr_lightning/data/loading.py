@@ -41,6 +41,10 @@ def local_files(path: str) -> list[str] | None:
                                f"remove it (data files end in one of {', '.join(LOCAL_SUFFIXES)}).")
         files += found
     if not files:
+        if "*" in path or "?" in path:  # a glob is never a hub id
+            matched = sorted(glob.glob(path.replace("[", "[[]")))
+            raise PathNotFound(f"--data {path!r} matches no data file (cwd: {Path.cwd()})" + (
+                f"; it matches {matched[:5]}, none ending in {', '.join(LOCAL_SUFFIXES)}" if matched else "") + ".")
         if any(path.endswith(s) for s in LOCAL_SUFFIXES) or _looks_local(path):
             raise PathNotFound(f"data file not found: {path} (cwd: {Path.cwd()}); check `data.path` (or --data) and "
                                f"its suffix (one of {', '.join(LOCAL_SUFFIXES)}).")
@@ -57,6 +61,9 @@ def _files_named(part: str) -> list[str]:
                             "directory of them.")
         return found
     if Path(part).exists():
+        if not part.endswith(LOCAL_SUFFIXES):  # a pipe from <(...), a notes file: the reader goes by the suffix
+            raise DataError(f"{part}: not a data file by its name; data files end in one of "
+                            f"{', '.join(LOCAL_SUFFIXES)} (write piped data to such a file first).")
         return [part]
     if "*" in part or "?" in part:
         return sorted(f for f in glob.glob(part.replace("[", "[[]")) if f.endswith(LOCAL_SUFFIXES))
@@ -174,8 +181,13 @@ def _iter_tabular(file: str) -> Iterator[tuple[str, dict | RowError]]:
         yield from _iter_csv(file)
         return
     import datasets
+    import pyarrow
 
-    dataset = datasets.load_dataset("parquet", data_files=file, split="train")
+    try:
+        dataset = datasets.load_dataset("parquet", data_files=file, split="train")
+    except (pyarrow.ArrowException, datasets.exceptions.DatasetGenerationError) as err:
+        reason = str(err.__cause__ or err).splitlines()[0][:200]
+        raise DataError(f"{file}: not a readable parquet file ({reason}); write it again, or use JSON lines.") from None
     for index, row in enumerate(dataset):
         yield f"{file} row {index}", row
 

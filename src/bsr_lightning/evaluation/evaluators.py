@@ -48,8 +48,10 @@ class Evaluator:
         """A row without the format's columns: say which format expects what, and what the row has."""
         missing = [c for c in self.columns if c not in row]
         if missing:
+            has = sorted(map(str, row))
+            has = f"{has[:20]} and {len(has) - 20:,} more" if len(has) > 20 else f"{has}"
             raise RowError(where, f"--format {self.format} expects columns {list(self.columns)}, this row has "
-                                  f"{sorted(row)} (missing {missing}); fix the row, or choose the format that fits "
+                                  f"{has} (missing {missing}); fix the row, or choose the format that fits "
                                   f"the file: {', '.join(EVALUATORS)}")
 
     def parse(self, row: dict, row_id: int, where: str):
@@ -76,7 +78,8 @@ class PairsEvaluator(Evaluator):
         self.counts: dict[str, list] = defaultdict(lambda: [0, 0])  # subset -> [correct, total]
 
     def parse(self, row, row_id, where):
-        return row_to_pair(row, row_id, where), str(row.get("subset") or "")
+        subset = row.get("subset")
+        return row_to_pair(row, row_id, where), check_text(subset, "subset", where) if subset else ""
 
     def conversations(self, item):
         pair, _ = item

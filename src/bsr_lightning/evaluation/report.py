@@ -44,4 +44,6 @@ def write_report(output_dir: Path, metrics: dict, title: str) -> None:
     (``scores.jsonl`` is streamed by the caller)."""
     output_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(output_dir / "metrics.json", json.dumps(strict_json(metrics), indent=2, allow_nan=False))
-    write_text_atomic(output_dir / "report.md", f"# {title}\n\n{markdown_table(_flatten(metrics))}\n")
+    report = f"# {title}\n\n{markdown_table(_flatten(metrics))}\n"
+    # a name from the data that is not Unicode (a lone surrogate) is written as its escape, never a crash
+    write_text_atomic(output_dir / "report.md", report.encode("utf-8", "backslashreplace").decode("utf-8"))

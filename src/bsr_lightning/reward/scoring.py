@@ -15,7 +15,7 @@ from bsr_lightning.data.encoding import Overlong, PairEncoder
 from bsr_lightning.data.formats import Message
 from bsr_lightning.errors import UserError
 from bsr_lightning.reward.module import RewardModel
-from bsr_lightning.training.checkpoints import load_module_from_checkpoint
+from bsr_lightning.training.checkpoints import checkpoint_class, load_module_from_checkpoint, read_checkpoint
 
 
 def load_reward_model(model: str, dtype: DType | None = None, allow_modules: list[str] | None = None) -> RewardModel:
@@ -23,9 +23,8 @@ def load_reward_model(model: str, dtype: DType | None = None, allow_modules: lis
     Lightning ``.ckpt``; ``dtype`` (``bfloat16``, ``float16``, ``float32``) casts its weights, None keeps them.
     ``allow_modules``: modules of the user's that a checkpoint may name (else only bsr_lightning's classes)."""
     if model.endswith(".ckpt"):
+        check_reward_checkpoint(model, allow_modules)
         module = load_module_from_checkpoint(model, allow_modules=allow_modules)
-        if not isinstance(module, RewardModel):
-            raise ValueError(f"{model} holds a {type(module).__name__}, not a RewardModel.")
         return module.to(getattr(torch, dtype)) if dtype else module
     module = RewardModel(Backbone(name=model, dtype=dtype)).eval()
     if getattr(module.backbone, "fresh_score_head", False):
@@ -33,6 +32,15 @@ def load_reward_model(model: str, dtype: DType | None = None, allow_modules: lis
                         "its scores would mean nothing and change from run to run. Give a reward model: an export of "
                         "fit, a .ckpt, or a sequence-classification model with one label.")
     return module
+
+
+def check_reward_checkpoint(ckpt_path: str, allow_modules: list[str] | None = None) -> None:
+    """Stop with a :class:`UserError` unless ``ckpt_path`` is a readable checkpoint of a :class:`RewardModel`; reads
+    only its hyper-parameters (the tensors are memory-mapped), so a server can check before it starts workers."""
+    cls, _ = checkpoint_class(read_checkpoint(ckpt_path, mmap=True), ckpt_path, allow_modules)
+    if not issubclass(cls, RewardModel):
+        raise UserError(f"checkpoint {ckpt_path} holds a {cls.__name__}, not a RewardModel; give a reward model's "
+                        "checkpoint or export.")
 
 
 class ConversationScorer:

@@ -19,11 +19,10 @@ import json
 import os
 import signal
 import sys
-from pathlib import Path
 
 from bsr_lightning.backbones.names import resolve_model_path
 from bsr_lightning.data.encoding import Overlong
-from bsr_lightning.errors import PathNotFound, check, require
+from bsr_lightning.errors import check, require
 from bsr_lightning.serving.guardian import start_guardian
 from bsr_lightning.serving.protocol import SCORE_PATH, Limits, parse_items
 
@@ -58,9 +57,11 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, batch_size: int
     check(1 <= port <= 65535, "port", f"must be in 1..65535, got {port}.")
     check(timeout > 0, "timeout", f"must be positive (seconds), got {timeout}.")
     check(batch_timeout >= 0, "batch_timeout", f"must be 0 or more (seconds), got {batch_timeout}.")
-    if model.endswith(".ckpt") and not Path(model).is_file():
-        raise PathNotFound(f"checkpoint {model} not found (cwd: {Path.cwd()}).")
-    if not model.endswith(".ckpt"):
+    if model.endswith(".ckpt"):  # a garbage or non-reward checkpoint: one message here, not a traceback per worker
+        from bsr_lightning.reward.scoring import check_reward_checkpoint
+
+        check_reward_checkpoint(model)
+    else:
         resolve_model_path(model)  # a missing folder, or a hub id with the hub offline: one message, before workers
     require("litserve", "serve")
     import litserve as ls

@@ -59,8 +59,9 @@ def _unreadable(ckpt_path: str, err: Exception, folder: bool) -> UserError:
                          "wrote.")
     if "Weights only load failed" in str(err):  # torch says the same for garbage and for pickled objects
         return UserError(f"checkpoint {ckpt_path} cannot be read as plain data: it is not a checkpoint, or it holds "
-                         "pickled Python objects, which are not loaded (no code from a file runs). Pass "
-                         "--weights_only false only for a file you wrote yourself.")
+                         "pickled Python objects, which are not loaded (no code from a file runs). For a file "
+                         "you wrote yourself, `export --weights_only false` reads it (and exports it for the "
+                         "other commands).")
     if folder:
         return UserError(f"checkpoint {ckpt_path} cannot be read as a sharded checkpoint ({reason}).")
     return UserError(f"checkpoint {ckpt_path} cannot be read ({reason}); it is empty, truncated or not a "
@@ -92,14 +93,10 @@ def build_from_hparams(cls: type[BackboneModule], hparams: dict, where: str = "c
     return parser.instantiate_classes(config).module
 
 
-def load_module_from_checkpoint(ckpt_path: str, weights_only: bool = True, trust_remote_code: bool = False,
-                               allow_modules: list[str] | None = None) -> BackboneModule:
-    """Rebuild the LightningModule stored in ``ckpt_path`` with its weights, on CPU, in eval mode.
-
-    The checkpoint never decides what code runs: class paths outside this package are refused before any import
-    unless their module is in ``allow_modules``, and the backbone's ``trust_remote_code`` is this call's, whatever
-    the checkpoint says."""
-    checkpoint = read_checkpoint(ckpt_path, weights_only)
+def checkpoint_class(checkpoint: dict, ckpt_path: str, allow_modules: list[str] | None = None
+                     ) -> tuple[type[BackboneModule], dict]:
+    """The LightningModule class a checkpoint holds and its hyper-parameters (without ``_class_path``), every name
+    in them checked before anything is imported: only this package's modules and ``allow_modules`` pass."""
     hparams = dict(checkpoint["hyper_parameters"])
     where = f"{ckpt_path}: hyper_parameters"
     class_path = hparams.pop("_class_path", None) or "bsr_lightning.RewardModel"
@@ -108,6 +105,19 @@ def load_module_from_checkpoint(ckpt_path: str, weights_only: bool = True, trust
     check_import_name(class_path, ".", f"{where}._class_path", allow_modules or [])
     cls = import_subclass(class_path, BackboneModule, f"{where}._class_path")
     check_module_hparams(cls, hparams, where, allow_modules or [])  # before jsonargparse imports anything
+    return cls, hparams
+
+
+def load_module_from_checkpoint(ckpt_path: str, weights_only: bool = True, trust_remote_code: bool = False,
+                               allow_modules: list[str] | None = None) -> BackboneModule:
+    """Rebuild the LightningModule stored in ``ckpt_path`` with its weights, on CPU, in eval mode.
+
+    The checkpoint never decides what code runs: class paths outside this package are refused before any import
+    unless their module is in ``allow_modules``, and the backbone's ``trust_remote_code`` is this call's, whatever
+    the checkpoint says."""
+    checkpoint = read_checkpoint(ckpt_path, weights_only)
+    cls, hparams = checkpoint_class(checkpoint, ckpt_path, allow_modules)
+    where = f"{ckpt_path}: hyper_parameters"
     if isinstance(hparams.get("backbone"), dict):
         template = stored_template(hparams["backbone"].get("chat_template"), f"{where}.backbone.chat_template")
         hparams["backbone"] = {**hparams["backbone"], "trust_remote_code": trust_remote_code, "chat_template": template}
