@@ -31,11 +31,11 @@ def bucket_cost(lengths: torch.Tensor, buckets: int, equal_counts: bool = False)
 
 
 def batch_costs(batch: dict, buckets: int) -> dict[str, int]:
-    from bsr_lightning.reward.prefix_layout import laid_out_length, pair_pieces
+    from bsr_lightning.reward.prefix_layout import batch_groups, laid_out_length
 
     mask = batch["attention_mask"]
     lengths = mask.sum(-1)
-    laid = torch.tensor([laid_out_length(piece) for piece in pair_pieces(batch["input_ids"], mask)])
+    laid = torch.tensor([laid_out_length(piece) for piece in batch_groups(batch["input_ids"], mask)])
     return {"Padded": mask.numel(), f"LengthBuckets({buckets})": bucket_cost(lengths, buckets),
             f"LengthBuckets({buckets}), equal counts": bucket_cost(lengths, buckets, equal_counts=True),
             "Packed (no padding)": int(lengths.sum()), "SharedPrefix(1)": bucket_cost(laid, 1),

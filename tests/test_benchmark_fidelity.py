@@ -18,7 +18,7 @@ from upstream import constants, function
 class NumberScorer:
     """Scores a conversation by its last message, which the fixtures write as a number."""
 
-    def score_each(self, conversations, desc=""):
+    def score_each(self, conversations, desc="", groups=None):
         return np.array([float(c[-1]["content"]) for c in conversations]), None, {}
 
 

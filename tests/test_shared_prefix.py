@@ -8,7 +8,7 @@ from bsr_lightning.args import LoRA
 from bsr_lightning.data.collate import pad_sequences
 from bsr_lightning.errors import ConfigError
 from bsr_lightning.reward.forward import Padded, SharedPrefix
-from bsr_lightning.reward.prefix_layout import CHOSEN, PAD, PREFIX, REJECTED, allowed, build_rows, pair_pieces
+from bsr_lightning.reward.prefix_layout import CHOSEN, PAD, PREFIX, REJECTED, allowed, batch_groups, build_rows
 from bsr_lightning.reward.regularizers import BatchSumToZero, HiddenNormVariance
 
 # (prefix, chosen suffix, rejected suffix) lengths: mixed prefixes, none, and one sequence a prefix of the other
@@ -29,13 +29,13 @@ def pair_batch(model, side: str, seed: int = 0) -> tuple[torch.Tensor, torch.Ten
 def test_layout_by_hand():
     ids = torch.tensor([[7, 8, 9, 0], [7, 8, 5, 6]])  # chosen 7 8 9 (right padded), rejected 7 8 5 6
     mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
-    pieces = pair_pieces(ids, mask)
-    assert [p for _, _, p in pieces] == [2]
+    pieces = batch_groups(ids, mask)
+    assert [p for _, p in pieces] == [2]
     rows = build_rows(pieces, pad_id=0)
     assert rows.input_ids.tolist() == [[7, 8, 9, 5, 6]]
     assert rows.position_ids.tolist() == [[0, 1, 2, 2, 3]]
     assert rows.segments.tolist() == [[PREFIX, PREFIX, CHOSEN, REJECTED, REJECTED]]
-    assert rows.ends.tolist() == [[2, 4]]
+    assert rows.ends.tolist() == [2, 4]
     ok = allowed(rows.segments)[0, 0].int().tolist()
     assert ok == [[1, 0, 0, 0, 0],
                   [1, 1, 0, 0, 0],
@@ -45,13 +45,13 @@ def test_layout_by_hand():
 
 
 def test_identical_sequences_keep_a_token_each_and_no_mask_row_is_empty():
-    pieces = [(torch.tensor([4, 5, 6]), torch.tensor([4, 5, 6]), 2), (torch.tensor([1]), torch.tensor([2]), 0)]
-    assert pair_pieces(torch.tensor([[4, 5, 6], [4, 5, 6]]), torch.ones(2, 3, dtype=torch.long))[0][2] == 2
+    pieces = [([torch.tensor([4, 5, 6]), torch.tensor([4, 5, 6])], 2), ([torch.tensor([1]), torch.tensor([2])], 0)]
+    assert batch_groups(torch.tensor([[4, 5, 6], [4, 5, 6]]), torch.ones(2, 3, dtype=torch.long))[0][1] == 2
     rows = build_rows(pieces, pad_id=0)
     assert rows.segments[1].tolist() == [CHOSEN, REJECTED, PAD, PAD]
     ok = allowed(rows.segments)[1, 0]
     assert ok[1].tolist() == [False, True, False, False]  # rejected sees itself, not the chosen token
-    assert ok[2].tolist() == [True, True, True, False]  # a padding query: its own key keeps the row non-empty
+    assert ok[2].tolist() == [False, False, True, False]  # a padding query sees only itself: no row is empty
 
 
 def pair(tiny_llama, attention: str, mode, **kwargs) -> tuple[RewardModel, RewardModel]:
@@ -88,7 +88,7 @@ def test_shared_prefix_equals_padded(tiny_llama, attention, side, buckets):
 def test_shared_prefix_computes_each_prompt_once(tiny_llama):
     model = RewardModel(Backbone(tiny_llama))
     ids, mask = pair_batch(model, "right")
-    rows = build_rows(pair_pieces(ids, mask), model.tokenizer.pad_token_id)
+    rows = build_rows(batch_groups(ids, mask), model.tokenizer.pad_token_id)
     # by hand from SHAPES: padded real tokens 20+11+25+16+6+14; laid out 14+11+14+13+5+10 (the last pair's chosen is
     # all prefix: its prefix is cut to 4 so that it keeps a token of its own)
     assert int(mask.sum()) == 92 and int(rows.segments.ne(PAD).sum()) == 67

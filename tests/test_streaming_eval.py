@@ -19,7 +19,7 @@ class LengthScorer:
     def __init__(self):
         self.largest_call = 0
 
-    def score_each(self, conversations, desc=""):
+    def score_each(self, conversations, desc="", groups=None):
         self.largest_call = max(self.largest_call, len(conversations))
         return np.array([float(len(c[-1]["content"])) for c in conversations]), None, {}
 

@@ -199,10 +199,10 @@ def claim_output_dir(output_dir: str | Path, outputs: list[str], inputs: list[st
         raise UserError(f"output_dir {path} is a file; choose a directory.")
     if path.is_symlink() and not path.exists():
         raise UserError(f"output_dir {path} is a link to {os.readlink(path)}, which does not exist; choose a folder.")
-    for name in outputs:
-        if (path / name).is_dir() or (path / name).is_symlink():
-            raise UserError(f"{path / name} is a {'link' if (path / name).is_symlink() else 'folder'}, where "
-                            f"{command} writes a file; remove it, or choose another --output_dir.")
+    for name in outputs:  # a link is replaced, never written through (atomic_write); a folder cannot be
+        if (path / name).is_dir() and not (path / name).is_symlink():
+            raise UserError(f"{path / name} is a folder, where {command} writes a file; remove it, or choose "
+                            "another --output_dir.")
     targets = {(path / name).resolve() for name in outputs}
     for source in inputs:
         if Path(source).exists() and Path(source).resolve() in targets:

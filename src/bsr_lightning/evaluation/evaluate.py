@@ -75,7 +75,8 @@ def stream_scores(scorer: ConversationScorer, evaluator: Evaluator, rows: Iterat
                 bad(err)
         convs = [evaluator.conversations(item) for item in items]
         flat = [c for group in convs for c in group]
-        scores, _, problems = scorer.score_each(flat, "chunk") if flat else (np.zeros(0), None, {})
+        scores, _, problems = scorer.score_each(flat, "chunk", groups=[len(group) for group in convs]) if flat \
+            else (np.zeros(0), None, {})
         bounds = np.cumsum([0] + [len(group) for group in convs])
         for item, where, start, end in zip(items, wheres, bounds[:-1], bounds[1:], strict=True):
             unscorable = [i for i in range(start, end) if i in problems]
@@ -115,7 +116,8 @@ def evaluate(model: str, data: str, output_dir: str,
              batch_size: int = 16, max_length: int | None = None,
              overlong: Literal["drop", "truncate_left", "truncate_right"] = "truncate_left",
              device: str = "cpu", chunk_rows: int = 2048, bad_rows: Literal["error", "skip"] = "error",
-             dtype: DType | None = None, overwrite: bool = False, allow_modules: list[str] | None = None) -> dict:
+             dtype: DType | None = None, overwrite: bool = False, allow_modules: list[str] | None = None,
+             shared_prefix: bool = True) -> dict:
     """Evaluate a reward model on one dataset; writes ``metrics.json``, ``scores.jsonl`` and ``report.md``.
 
     Args:
@@ -137,6 +139,9 @@ def evaluate(model: str, data: str, output_dir: str,
             replaced); an input file is never written over.
         allow_modules: modules of yours that a ``.ckpt`` model may name (a custom regularizer); only bsr_lightning's
             classes are imported from a checkpoint otherwise.
+        shared_prefix: score a row's responses (a pair, RM-Bench's six, a ``multi`` row's k) in one pass with their
+            shared prompt computed once, for decoder reward models (``sdpa``, ``eager`` or ``flex_attention``); the
+            scores equal scoring each response alone. False scores each alone.
     """
     check(batch_size >= 1, "batch_size", f"must be at least 1, got {batch_size}.")
     check(chunk_rows >= 1, "chunk_rows", f"must be at least 1, got {chunk_rows}.")
@@ -146,7 +151,7 @@ def evaluate(model: str, data: str, output_dir: str,
     split = split or evaluator.default_split
     module = load_reward_model(model, dtype, allow_modules).to(device)
     max_length = fitting_max_length(module, max_length, evaluator.default_max_length)
-    scorer = ConversationScorer(module, batch_size, max_length, overlong, progress=False)
+    scorer = ConversationScorer(module, batch_size, max_length, overlong, progress=False, shared_prefix=shared_prefix)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:  # scores stream into a new temporary file, renamed onto scores.jsonl only when every row is scored

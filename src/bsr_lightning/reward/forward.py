@@ -7,9 +7,9 @@ the scores do not.
 * :class:`Packed`: padding-free: all sequences concatenated into one ``(1, S)`` row with position ids restarting at
   each sequence, which transformers turns into a block-diagonal causal mask (``sdpa``, ``eager``) or ``cu_seqlens``
   (``flash_attention_2``); the reward is read at each sequence's last token. Decoders only.
-* :class:`SharedPrefix`: each pair once, as ``[shared prefix | chosen suffix | rejected suffix]`` under a 4D mask
-  (``sdpa``, ``eager``) or a FlexAttention block mask, so the prompt the two responses share is computed once.
-  Decoders only.
+* :class:`SharedPrefix`: each group of sequences that share a prompt once, as ``[shared prefix | suffix 1 | ... |
+  suffix k]`` under a 4D mask (``sdpa``, ``eager``) or a FlexAttention block mask, so the prompt is computed once
+  (a pair is the group of 2; :func:`group_forward` scores groups of any size). Decoders only.
 
 Each returns rewards ``(N,)`` and the head-input hidden states ``(N, H)`` in the input order; tests check they are
 equal to :class:`Padded`'s.
@@ -22,12 +22,13 @@ from torch import Tensor
 
 from bsr_lightning.errors import ConfigError
 from bsr_lightning.reward.prefix_layout import (
+    Group,
     additive_mask,
     allowed,
+    batch_groups,
     block_mask,
     build_rows,
     laid_out_length,
-    pair_pieces,
 )
 
 PACKING_ATTENTION = ("sdpa", "eager", "flash_attention_2", "flash_attention_3")
@@ -131,21 +132,50 @@ class Packed(ForwardMode):
         return module.packed_forward(packed, position_ids.unsqueeze(0), starts + lengths - 1)
 
 
-class SharedPrefix(ForwardMode):
-    """Each pair through the backbone once, as ``[shared prefix | chosen suffix | rejected suffix]`` (decoders only).
+def group_forward(module, groups: list[Group], buckets: int = 1) -> tuple[Tensor, Tensor]:
+    """Rewards ``(N,)`` and head inputs ``(N, H)`` of every sequence of ``groups``, group by group, each group
+    through the backbone once as one row ``[shared prefix | suffix 1 | ... | suffix k]`` (groups of any sizes), in
+    ``buckets`` passes of groups of similar laid-out length (``module.packed_forward`` with the layout's mask)."""
+    counts = torch.tensor([len(sequences) for sequences, _ in groups])
+    starts = torch.cumsum(counts, 0) - counts
 
-    The shared prefix is the longest common token prefix of the pair's two sequences (the prompt, for chat data);
-    rejected tokens attend to it and causally to themselves, never to the chosen suffix, with positions continuing
-    from its end; each reward and head input is read at its own sequence's last token. Rewards, hidden states and
-    gradients equal :class:`Padded`'s (the tests check it for both padding sides, mixed prefixes and LoRA). A pair
-    with no common prefix works too (it is then a packed pair).
+    def prepare(rows: Tensor) -> tuple[Tensor, object, Tensor]:
+        layout = build_rows([groups[i] for i in rows.tolist()], module.tokenizer.pad_token_id or 0)
+        return layout.input_ids, layout, rows
+
+    def run(ids: Tensor, layout, rows: Tensor) -> tuple[Tensor, Tensor]:
+        mask = MASKS.get(module.attention, allowed)(layout.segments)
+        rewards, hidden = module.packed_forward(ids, layout.position_ids, layout.ends, mask)  # group by group
+        slots = torch.cat([torch.arange(starts[i], starts[i] + counts[i]) for i in rows.tolist()])
+        return rewards, hidden, slots
+
+    sizes = torch.tensor([laid_out_length(group) for group in groups])
+    bins = length_groups(sizes, buckets)
+    inputs = [prepare(rows) for rows in bins]
+    with module.one_embedding_lookup([x[0] for x in inputs]):
+        outputs = [run(*x) for x in inputs]
+    rewards, hidden, slots = (torch.cat(parts) for parts in zip(*outputs, strict=True))
+    inverse = slots.argsort()
+    return rewards[inverse], hidden[inverse]
+
+
+class SharedPrefix(ForwardMode):
+    """Each group of sequences that share a prompt through the backbone once, as ``[shared prefix | suffix 1 | ... |
+    suffix k]`` (decoders only); a batch of pairs is groups of 2, ``[shared prefix | chosen suffix | rejected
+    suffix]``.
+
+    The shared prefix is the longest common token prefix of the group's sequences (the prompt, for chat data); each
+    suffix attends to it and causally to itself, never to another suffix, with positions continuing from its end;
+    each reward and head input is read at its own sequence's last token. Rewards, hidden states and gradients equal
+    :class:`Padded`'s (the tests check it for k = 2, 3, 4, 6, both padding sides, mixed prefixes and LoRA). A group
+    with no common prefix works too (it is then packed).
 
     ``sdpa`` takes a boolean and ``eager`` an additive ``(b, 1, L, L)`` mask; ``flex_attention`` a block-sparse
-    ``BlockMask`` (the efficient path on GPUs). Padding is removed by cutting the batch into ``buckets`` groups of
-    pairs of similar laid-out length, each padded to its own longest row (the rewards do not change).
+    ``BlockMask`` (the efficient path on GPUs). Padding is removed by cutting the batch into ``buckets`` passes of
+    groups of similar laid-out length, each padded to its own longest row (the rewards do not change).
 
     Args:
-        buckets: forward passes per batch; pairs are sorted by laid-out length and split into this many groups.
+        buckets: forward passes per batch; groups are sorted by laid-out length and split into this many passes.
     """
 
     def __init__(self, buckets: int = 1) -> None:
@@ -156,24 +186,13 @@ class SharedPrefix(ForwardMode):
     def check(self, pooling: str, attention: str) -> None:
         if pooling != "last" or attention not in SHARED_PREFIX_ATTENTION:
             raise ConfigError(f"SharedPrefix needs a causal decoder with attention in {SHARED_PREFIX_ATTENTION} (got "
-                              f"pooling {pooling!r}, attention {attention!r}): rejected tokens must not see the "
-                              "chosen ones. Use bsr_lightning.reward.forward.LengthBuckets (any backbone) or set "
+                              f"pooling {pooling!r}, attention {attention!r}): one response must not see another. "
+                              "Use bsr_lightning.reward.forward.LengthBuckets (any backbone) or set "
                               "model.backbone.attention to sdpa.")
 
-    def __call__(self, module, input_ids, attention_mask):
-        pieces = pair_pieces(input_ids, attention_mask)
-
-        def prepare(rows: Tensor) -> tuple[Tensor, object]:
-            layout = build_rows([pieces[i] for i in rows.tolist()], module.tokenizer.pad_token_id or 0)
-            return layout.input_ids, layout
-
-        def run(ids: Tensor, layout) -> tuple[Tensor, Tensor]:
-            mask = MASKS.get(module.attention, allowed)(layout.segments)
-            rows = ids.size(0)
-            flat = layout.ends + torch.arange(rows, device=ids.device)[:, None] * ids.size(1)
-            r, h = module.packed_forward(ids, layout.position_ids, flat.flatten(), mask)  # (2b,)
-            return r.view(-1, 2), h.view(rows, 2, -1)
-
-        sizes = torch.tensor([laid_out_length(piece) for piece in pieces])
-        rewards, hidden = bucketed(module, sizes, self.buckets, prepare, run)  # (B, 2), (B, 2, H)
-        return rewards.T.flatten(), hidden.transpose(0, 1).flatten(0, 1)  # chosen rows first, as the input
+    def __call__(self, module, input_ids, attention_mask, group_size: int = 2):
+        """Rewards ``(k B,)`` and head inputs ``(k B, H)`` of a ``(k B, T)`` batch whose group ``g`` is rows ``g, B +
+        g, ...`` (:func:`~bsr_lightning.reward.prefix_layout.batch_groups`), in the input order."""
+        rewards, hidden = group_forward(module, batch_groups(input_ids, attention_mask, group_size), self.buckets)
+        b = input_ids.size(0) // group_size  # group by group -> sequence i of every group together, as the input
+        return rewards.view(b, group_size).T.flatten(), hidden.view(b, group_size, -1).transpose(0, 1).flatten(0, 1)

@@ -14,7 +14,9 @@ from bsr_lightning.data.collate import pad_sequences
 from bsr_lightning.data.encoding import Overlong, PairEncoder
 from bsr_lightning.data.formats import Message
 from bsr_lightning.errors import UserError
+from bsr_lightning.reward.forward import SHARED_PREFIX_ATTENTION, group_forward
 from bsr_lightning.reward.module import RewardModel
+from bsr_lightning.reward.prefix_layout import make_group
 from bsr_lightning.training.checkpoints import checkpoint_class, load_module_from_checkpoint, read_checkpoint
 
 
@@ -52,15 +54,18 @@ class ConversationScorer:
         max_length: the longest sequence in tokens.
         overlong: the over-long policy; with ``drop`` the dropped sequences score NaN and are counted.
         progress: show a progress bar.
+        shared_prefix: score the groups :meth:`score_each` is given with their prompt computed once, where the model
+            can; False scores every conversation alone.
     """
 
     def __init__(self, module, batch_size: int = 16, max_length: int = 512, overlong: Overlong = "truncate_left",
-                 progress: bool = True):
+                 progress: bool = True, shared_prefix: bool = True):
         self.module = module
         self.progress = progress
         self.batch_size = batch_size
         self.encoder = PairEncoder(module.tokenizer, max_length, overlong)
         self.counts: Counter = Counter()
+        self.shared_prefix = shared_prefix
 
     def score(self, conversations: list[list[Message]], desc: str = "scoring") -> np.ndarray:
         """``(N,)`` float scores of ``conversations`` (see :meth:`score_with_hidden`)."""
@@ -77,25 +82,62 @@ class ConversationScorer:
             raise UserError(f"{desc}: conversation {index} cannot be scored: {problem}.")
         return scores, hidden
 
-    def score_each(self, conversations: list[list[Message]], desc: str = "scoring", keep_hidden: bool = False
-                   ) -> tuple[np.ndarray, np.ndarray | None, dict[int, str]]:
+    def score_each(self, conversations: list[list[Message]], desc: str = "scoring", keep_hidden: bool = False,
+                   groups: list[int] | None = None) -> tuple[np.ndarray, np.ndarray | None, dict[int, str]]:
         """Scores ``(N,)`` (NaN where dropped or unscorable), with ``keep_hidden`` the head-input hidden states
         ``(N, H)``, and ``{index: problem}`` of the conversations that cannot be scored; the others are scored as
-        if those were not there."""
+        if those were not there.
+
+        ``groups``: sizes of consecutive runs of ``conversations`` that share a prompt (a row's responses). Where the
+        model can (:attr:`groups_share_prefix`), each run goes through the backbone once with its shared prompt
+        computed once (:func:`~bsr_lightning.reward.forward.group_forward`); the scores equal scoring each alone."""
         ids, counts, problems = self.encoder.encode_sequences(conversations, desc)
         self.counts.update(counts)
         scores, hidden = np.full(len(ids), np.nan), None
-        keep = sorted((i for i, seq in enumerate(ids) if seq is not None), key=lambda i: len(ids[i]))
-        pad_id, side = self.module.tokenizer.pad_token_id, self.module.tokenizer.padding_side
+        grouped = groups is not None and self.groups_share_prefix
+        batches = self._group_batches(ids, groups) if grouped else self._flat_batches(ids)
         device = next(self.module.parameters()).device
         with torch.inference_mode():
-            for start in tqdm(range(0, len(keep), self.batch_size), desc=desc, unit="batch",
-                              disable=not self.progress):
-                chunk = keep[start : start + self.batch_size]
-                input_ids, mask = pad_sequences([np.asarray(ids[i]) for i in chunk], pad_id, side)
-                rewards, states = self.module(input_ids.to(device), mask.to(device))
+            for batch in tqdm(batches, desc=desc, unit="batch", disable=not self.progress):
+                rewards, states = (self._grouped if grouped else self._padded)(batch, ids, device)
+                chunk = [i for group in batch for i in group]
                 scores[chunk] = rewards.float().cpu().numpy()
                 if keep_hidden:
                     hidden = np.full((len(ids), states.shape[-1]), np.nan) if hidden is None else hidden
                     hidden[chunk] = states.float().cpu().numpy()
         return scores, hidden, problems
+
+    @property
+    def groups_share_prefix(self) -> bool:
+        """Whether groups are scored with their prompt computed once: asked for (``shared_prefix``), and a causal
+        decoder with an attention implementation that takes the group layout's mask."""
+        return self.shared_prefix and getattr(self.module, "pooling", None) == "last" and \
+            getattr(self.module, "attention", None) in SHARED_PREFIX_ATTENTION
+
+    def _flat_batches(self, ids: list) -> list[list[list[int]]]:
+        """Length-sorted batches of ``batch_size`` sequences, each sequence its own group."""
+        keep = sorted((i for i, seq in enumerate(ids) if seq is not None), key=lambda i: len(ids[i]))
+        return [[[i] for i in keep[start: start + self.batch_size]] for start in range(0, len(keep), self.batch_size)]
+
+    def _group_batches(self, ids: list, sizes: list[int]) -> list[list[list[int]]]:
+        """Groups (their scorable members) sorted by total length, in batches of at most ``batch_size`` sequences
+        (a larger group is a batch of its own)."""
+        bounds = np.cumsum([0, *sizes])
+        groups = [[i for i in range(a, b) if ids[i] is not None] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        groups = sorted((g for g in groups if g), key=lambda g: sum(len(ids[i]) for i in g))
+        batches: list[list[list[int]]] = []
+        for group in groups:
+            if batches and sum(map(len, batches[-1])) + len(group) <= self.batch_size:
+                batches[-1].append(group)
+            else:
+                batches.append([group])
+        return batches
+
+    def _padded(self, batch: list[list[int]], ids: list, device) -> tuple[torch.Tensor, torch.Tensor]:
+        pad_id, side = self.module.tokenizer.pad_token_id, self.module.tokenizer.padding_side
+        input_ids, mask = pad_sequences([np.asarray(ids[i]) for group in batch for i in group], pad_id, side)
+        return self.module(input_ids.to(device), mask.to(device))
+
+    def _grouped(self, batch: list[list[int]], ids: list, device) -> tuple[torch.Tensor, torch.Tensor]:
+        groups = [make_group([torch.as_tensor(ids[i], device=device) for i in group]) for group in batch]
+        return group_forward(self.module, groups)
