@@ -14,7 +14,8 @@ fresh process, one after the other, timed from the file to the scores (model loa
   ``inference_mode``;
 
 each in fp32 and in bf16 (weights loaded as bfloat16 on both sides). Scores of the rows are checked equal.
-The last line of output is one JSON object with every row's responses/s.
+The last line of output is one JSON object with every row's responses/s. ``--rows rmbench-decoder`` runs the
+grouped-evaluation rows instead (``scripts/bench_eval_groups.py``).
 """
 
 from __future__ import annotations
@@ -117,12 +118,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=1000)
     parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--row", choices=ROWS, default=None)
+    parser.add_argument("--row", default=None, help=f"one row, in this process: {', '.join(ROWS)}")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--model", default=None)
     parser.add_argument("--data", default=None)
     parser.add_argument("--output", default=None)
+    parser.add_argument("--rows", choices=["rmbench-decoder"], default=None,
+                        help="rmbench-decoder: grouped against per-response scoring (scripts/bench_eval_groups.py)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--prompts", type=int, default=200)
     args = parser.parse_args()
+    if args.rows == "rmbench-decoder":
+        import bench_eval_groups
+
+        if args.row is not None and args.row not in bench_eval_groups.ROWS:
+            parser.error(f"--rows rmbench-decoder has rows {bench_eval_groups.ROWS}")
+        bench_eval_groups.main(args)
+        return
     if args.row:
         print(json.dumps(one(args)))
         return
