@@ -67,16 +67,18 @@ class ConversationScorer:
         self.counts: Counter = Counter()
         self.shared_prefix = shared_prefix
 
-    def score(self, conversations: list[list[Message]], desc: str = "scoring") -> np.ndarray:
+    def score(self, conversations: list[list[Message]], desc: str = "scoring",
+              groups: list[int] | None = None) -> np.ndarray:
         """``(N,)`` float scores of ``conversations`` (see :meth:`score_with_hidden`)."""
-        return self.score_with_hidden(conversations, desc, keep_hidden=False)[0]
+        return self.score_with_hidden(conversations, desc, keep_hidden=False, groups=groups)[0]
 
     def score_with_hidden(self, conversations: list[list[Message]], desc: str = "scoring",
-                          keep_hidden: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+                          keep_hidden: bool = True, groups: list[int] | None = None
+                          ) -> tuple[np.ndarray, np.ndarray | None]:
         """Scores ``(N,)`` and, with ``keep_hidden``, the head-input hidden states ``(N, H)`` (NaN where dropped);
         a conversation that cannot be scored is a :class:`UserError` naming it (:meth:`score_each` gives each its
-        own problem instead)."""
-        scores, hidden, problems = self.score_each(conversations, desc, keep_hidden)
+        own problem instead); ``groups`` as in :meth:`score_each`."""
+        scores, hidden, problems = self.score_each(conversations, desc, keep_hidden, groups)
         if problems:
             index, problem = next(iter(problems.items()))
             raise UserError(f"{desc}: conversation {index} cannot be scored: {problem}.")

@@ -19,9 +19,10 @@ from bsr_lightning.base import BackboneModule
 from bsr_lightning.errors import check
 from bsr_lightning.lightning_compat import attached_trainer
 from bsr_lightning.rloo.advantages import leave_one_out_advantages
+from bsr_lightning.rloo.forward import Padded, PolicyForward
 from bsr_lightning.rloo.generation import Generator, HFGenerate, Rollout
 from bsr_lightning.rloo.kl import KLPenalty, SequenceKL, sequence_kl
-from bsr_lightning.rloo.loss import PolicyLoss, SequenceClip, masked_mean, response_logprobs
+from bsr_lightning.rloo.loss import PolicyLoss, SequenceClip, masked_mean
 from bsr_lightning.rloo.reference import DisabledAdapters, FrozenCopy, Reference
 from bsr_lightning.rloo.rewards import RewardSource, prompt_text
 from bsr_lightning.rloo.shapers import RewardShaper
@@ -53,6 +54,10 @@ class RLOOPolicy(BackboneModule):
         num_samples: completions written each time.
         on_nonfinite: NaN/inf scores, advantages, loss or gradients: ``error`` stops naming the step and rows,
             ``skip`` skips the batch (or step) and counts it.
+        forward_mode: how the policy's and the reference's log-prob passes see the rollouts: ``Padded`` (None; each
+            sample with its own copy of the prompt) or ``SharedPrompt`` (each prompt once for its ``k`` samples,
+            minibatches of whole prompt groups; equal log-probs, loss and gradients) from
+            :mod:`bsr_lightning.rloo.forward`.
     """
 
     optimization_class = RLOOOptimization
@@ -62,7 +67,7 @@ class RLOOPolicy(BackboneModule):
                  reward_shapers: list[RewardShaper] | None = None, reference: Reference | None = None,
                  optimization: RLOOOptimization | None = None, ppo_epochs: int = 1, num_minibatches: int = 1,
                  policy_loss: PolicyLoss | None = None, samples_every_n_steps: int = 50, num_samples: int = 4,
-                 on_nonfinite: OnNonFinite = "error") -> None:
+                 on_nonfinite: OnNonFinite = "error", forward_mode: PolicyForward | None = None) -> None:
         super().__init__(backbone, optimization)
         check(ppo_epochs >= 1, "model.ppo_epochs", f"must be at least 1, got {ppo_epochs}.")
         check(num_minibatches >= 1, "model.num_minibatches", f"must be at least 1, got {num_minibatches}.")
@@ -72,12 +77,14 @@ class RLOOPolicy(BackboneModule):
         self.kl = kl if kl is not None else SequenceKL()
         self.policy_loss = policy_loss if policy_loss is not None else SequenceClip()
         self.reward_shapers = list(reward_shapers or [])
+        self.forward_mode = forward_mode if forward_mode is not None else Padded()
         self.reference = reference if reference is not None else (DisabledAdapters() if backbone.lora else
                                                                   FrozenCopy())
         self.store_hparams(sampling=self.sampling, generation=self.generation, kl=self.kl, policy_loss=self.policy_loss,
-                           reward_shapers=self.reward_shapers, reference=self.reference)
+                           reward_shapers=self.reward_shapers, reference=self.reference, forward_mode=self.forward_mode)
         self.automatic_optimization = False
         model = load_causal_lm(backbone, self.tokenizer)
+        self.forward_mode.check(getattr(model.config, "_attn_implementation", None) or "sdpa")
         self.eos_ids = eos_token_ids(model, self.tokenizer)
         self.guard = NonFiniteGuard(on_nonfinite)
         self.reference.attach(model)  # before adapters: kept out of the state dict and the optimizer
@@ -100,9 +107,7 @@ class RLOOPolicy(BackboneModule):
 
     def _logprobs(self, model, rollout: Rollout, index: Tensor | None = None, with_entropy: bool = False):
         index = torch.arange(rollout.input_ids.size(0), device=self.device) if index is None else index
-        input_ids, attention_mask, _ = rollout.select(index)
-        return response_logprobs(model, input_ids, attention_mask, rollout.prompt_width, self.sampling.temperature,
-                                 with_entropy)
+        return self.forward_mode(model, rollout, index, self.sampling.temperature, self.sampling.k, with_entropy)
 
     def shaped_scores(self, scores: Tensor, has_eos: Tensor) -> Tensor:
         """``(N,)`` scores after every reward shaper's ``scores`` hook, in order."""
@@ -143,8 +148,8 @@ class RLOOPolicy(BackboneModule):
             return
         losses, clip_fractions = [], []
         for _ in range(self.hparams.ppo_epochs):
-            order = torch.randperm(rollout.input_ids.size(0), device=self.device)
-            for index in order.chunk(self.hparams.num_minibatches):
+            for index in self.forward_mode.minibatches(rollout.input_ids.size(0), self.sampling.k,
+                                                       self.hparams.num_minibatches, self.device):
                 loss, clip_fraction = self._update(rollout, stats, index)
                 losses.append(loss)
                 clip_fractions.append(clip_fraction)

@@ -10,6 +10,7 @@ share a vocabulary.
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import os
 import time
@@ -114,7 +115,8 @@ class ModelReward(RewardSource):
 
     def __call__(self, prompts: list[list[Message]], responses: list[str]) -> torch.Tensor:
         conversations = [[*p, {"role": "assistant", "content": r}] for p, r in zip(prompts, responses, strict=True)]
-        return torch.as_tensor(self.scorer.score(conversations, "reward"), dtype=torch.float32)
+        runs = [len(list(run)) for _, run in itertools.groupby(prompts)]  # a prompt's k completions: one group
+        return torch.as_tensor(self.scorer.score(conversations, "reward", groups=runs), dtype=torch.float32)
 
     @property
     def truncated(self) -> int:
