@@ -7,7 +7,8 @@ by default a randomly initialized tiny sequence classifier is written, since thr
 quality), fp32 on CPU, 8 prompts x k=4 completions per step, at most 48 new tokens, temperature 1, beta 0.05, one
 optimizer step per rollout batch, no gradient checkpointing. The first step (warm-up) is not timed. The learning
 rate is tiny so both policies keep their initial length distribution; mean completion lengths are reported.
-The last line of output is one JSON object.
+The last line of output is one JSON object. ``--prompts hh`` times the update step on HH-RLHF-length prompts
+instead, grouped against padded (``scripts/bench_rloo_groups.py``).
 """
 
 from __future__ import annotations
@@ -129,7 +130,20 @@ def main() -> None:
     parser.add_argument("--reward", default=None, help="an exported reward directory (default: a random tiny one)")
     parser.add_argument("--side", choices=["both", "project", "trl"], default="both")
     parser.add_argument("--output", default=None, help="also write the JSON here")
+    parser.add_argument("--prompts", choices=["synthetic", "hh"], default="synthetic",
+                        help="hh: the update step on HH-RLHF-length prompts, grouped against padded "
+                             "(scripts/bench_rloo_groups.py)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--row", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--policy_dir", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--seed_one", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.prompts == "hh":
+        import bench_rloo_groups
+
+        args.steps = args.steps if "--steps" in sys.argv else 6
+        bench_rloo_groups.main(args)
+        return
     from bsr_lightning.backbones.names import resolve_model_path
 
     policy = resolve_model_path(args.policy)

@@ -96,7 +96,7 @@ def test_two_argument_hooks_of_user_subclasses_keep_working():
 
 
 def test_repr_names_arguments():
-    assert repr(BatchSumToZero(0.5)) == "BatchSumToZero(weight=0.5, scope='device')"
+    assert repr(BatchSumToZero(0.5)) == "BatchSumToZero(weight=0.5, scope='device', scale='configured')"
     assert isinstance(LogitNorm(), Regularizer)
 
 
@@ -123,3 +123,17 @@ def test_bsr_on_length_grouped_batches_warns_once_and_random_batches_do_not(tiny
         cli_main(fit_args(tiny_llama, synthetic_jsonl, tmp_path / "random", *bsr))
         cli_main(fit_args(tiny_llama, synthetic_jsonl, tmp_path / "bt", "--data.group_by_length", "true"))
     assert not [w for w in caught if "statistic of each batch" in str(w.message)]
+
+
+def test_bsr_scales_a_short_last_batch_by_the_configured_batch_size_as_the_authors():
+    """Issue 34, item 8: their trainer multiplies bsr_lambda by the per-device batch size once
+    (``bsr_lambda * _train_batch_size``), so a last batch of 5 pairs is scaled by 16 too. By hand: rewards
+    [1, 2, 3, 4, 5] and [0, 0, 0, 0, 0] have mean 1.5; 0.1 * 16 * 1.5^2 = 3.6, and 0.1 * 5 * 2.25 = 1.125 per batch."""
+    out = pair([1.0, 2.0, 3.0, 4.0, 5.0], [0.0] * 5)
+    configured = BatchSumToZero(weight=0.1)
+    assert configured.penalty(out).item() == pytest.approx(1.125)  # outside fit: the batch's pairs
+    configured.configure(16)
+    assert configured.penalty(out).item() == pytest.approx(3.6)
+    per_batch = BatchSumToZero(weight=0.1, scale="batch")
+    per_batch.configure(16)
+    assert per_batch.penalty(out).item() == pytest.approx(1.125)

@@ -162,3 +162,17 @@ def test_response_mask_stops_at_first_eos():
     mask, has_eos = response_mask_of(ids, [3])
     assert mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]]
     assert has_eos.tolist() == [True, False, True]
+
+
+@pytest.mark.parametrize("loss", [SequenceClip(), TokenClip()], ids=["SequenceClip", "TokenClip"])
+def test_minus_infinity_at_masked_positions_gives_finite_losses_and_gradients(loss):
+    """Issue 34, item 7: a -inf log-prob past a response's end (masked) made SequenceClip NaN, since it multiplied by
+    the mask where the authors use masked_fill. By hand: the kept tokens' log-ratios sum to 0.1 - 0.1 = 0."""
+    logp = torch.tensor([[-1.0, -2.0, -math.inf], [-0.5, -math.inf, -math.inf]], requires_grad=True)
+    old = torch.tensor([[-1.1, -1.9, -math.inf], [-0.5, -3.0, -math.inf]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    total, _ = loss(logp, old, torch.tensor([1.0, -1.0]), mask)
+    total.backward()
+    assert torch.isfinite(total) and torch.isfinite(logp.grad).all()
+    assert logp.grad[mask == 0].abs().max() == 0
+    assert sequence_kl(logp.detach(), old, mask).tolist() == pytest.approx([0.0, 0.0], abs=1e-6)

@@ -105,7 +105,8 @@ class MultiEvaluator(Evaluator):
     averaged over prompts (prompts with a NaN correlation are counted, not averaged).
 
     Two row shapes: ``{prompt, responses: [...], scores: [...]}`` (what ``scenarios`` writes), and the paper's
-    released validation sets as they stand, ``{prompt, response_1_text, ..., response_n_text, all_scores: [...]}``.
+    released validation sets as they stand, ``{instruction, response_1_text, ..., response_n_text, all_scores:
+    [...]}`` (the authors' ``scripts/run_kendall.py`` reads ``instruction``; ``prompt`` is accepted in its place).
     """
 
     format, columns = "multi", ("prompt", "responses", "scores")
@@ -115,9 +116,9 @@ class MultiEvaluator(Evaluator):
         self.counts: dict[str, int] = defaultdict(int)
 
     def check_columns(self, row: dict, where: str) -> None:
-        if "prompt" in row and "response_1_text" in row and "all_scores" in row:
+        if ("prompt" in row or "instruction" in row) and "response_1_text" in row and "all_scores" in row:
             return  # the paper's shape
-        super().check_columns(row, where)
+        super().check_columns({"prompt": None, **row} if "instruction" in row else row, where)
 
     @staticmethod
     def responses_and_gold(row: dict, where: str = "row") -> tuple[object, object]:
@@ -132,7 +133,8 @@ class MultiEvaluator(Evaluator):
         return [row[f"response_{k}_text"] for k in numbers], row.get("all_scores")
 
     def parse(self, row, row_id, where):
-        prompt = as_messages(row.get("prompt"), "prompt", where, "user")
+        column = "prompt" if "prompt" in row else "instruction"
+        prompt = as_messages(row.get(column), column, where, "user")
         responses, gold = self.responses_and_gold(row, where)
         if not isinstance(responses, list) or not isinstance(gold, list) or len(responses) != len(gold) or not gold:
             raise RowError(where, "the responses and their gold scores ('responses'/'scores', or 'response_k_text'/"

@@ -53,7 +53,8 @@ class RewardModel(BackboneModule):
             padding, any backbone), ``Packed`` (padding-free, decoders) or ``SharedPrefix`` (each pair's shared
             prompt computed once, decoders); same scores
             (:mod:`bsr_lightning.reward.forward`).
-        score_init: ``default`` (transformers' init) or ``normal`` (std ``1/sqrt(H+1)``, the paper's code).
+        score_init: ``default`` (transformers' init) or ``normal`` (std ``1/sqrt(H+1)``; the paper's code draws
+            ``1/sqrt(H)``).
         on_nonfinite: a NaN/inf loss or reward in training: ``error`` stops naming the step and row ids, ``skip``
             skips the batch and counts it (``train/skipped_batches``).
         compile: ``torch.compile`` the backbone (in place: checkpoints and exports keep their names).
@@ -239,8 +240,10 @@ class RewardModel(BackboneModule):
             self.log("train/skipped_batches", float(self.guard.skipped), reduce_fx="max")
 
     def on_fit_start(self) -> None:
-        """Warn once when a batch-statistic regularizer (BSR) trains on length-grouped batches."""
+        """Tell the regularizer the configured batch size; warn once when a batch-statistic regularizer (BSR) trains
+        on length-grouped batches."""
         datamodule = getattr(attached_trainer(self), "datamodule", None)
+        self.regularizer.configure(getattr(datamodule, "hparams", {}).get("batch_size"))
         grouped = bool(getattr(datamodule, "hparams", {}).get("group_by_length", False))
         if grouped and self.regularizer.batch_statistic and self.trainer.is_global_zero:
             warnings.warn(GROUPED_BATCHES_WARNING.format(name=type(self.regularizer).__name__), UserWarning,

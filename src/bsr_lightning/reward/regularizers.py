@@ -26,6 +26,7 @@ from torch import Tensor
 from bsr_lightning.errors import check, check_choice
 
 Scope = Literal["device", "global"]
+Scale = Literal["configured", "batch"]
 """Where BSR's batch mean is taken: each device's micro-batch (the paper's code) or all devices together."""
 
 __all__ = ["BatchSumToZero", "HiddenNormVariance", "LogitNorm", "NoRegularizer", "PairOutputs", "Regularizer",
@@ -110,6 +111,10 @@ class Regularizer:
         """Scalar ``()`` added to the loss; ``0`` unless overridden."""
         return out.chosen.new_zeros(())
 
+    def configure(self, batch_size: int | None) -> None:
+        """Called at the start of ``fit`` with the data's configured pairs per device batch (None when unknown);
+        nothing unless overridden."""
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({args})"
@@ -131,25 +136,35 @@ def _gather_with_grad(x: Tensor) -> Tensor:
 class BatchSumToZero(Regularizer):
     """Batch-wise sum-to-zero regularization (BSR), Hong et al. 2025, arXiv 2505.07271, Eq. (7).
 
-    ``penalty = weight * B * mean(cat(chosen, rejected)) ** 2`` where ``B`` is the number of pairs and the mean is
-    over all ``2B`` rewards. It pushes the rewards of every batch to sum to zero, which bounds the spread of the
-    hidden-state norms that feed the score head.
+    ``penalty = weight * B * mean(cat(chosen, rejected)) ** 2`` where the mean is over all ``2B`` rewards of the
+    batch. It pushes the rewards of every batch to sum to zero, which bounds the spread of the hidden-state norms
+    that feed the score head.
 
     Args:
         weight: the coefficient; the paper uses ``1e-3``.
         scope: ``"device"`` takes the mean over the micro-batch on each device (the paper's code); ``"global"``
             all-gathers the rewards of every device (with gradient) and uses the global ``B`` and mean.
+        scale: ``B`` is the configured pairs per device batch (``"configured"``, ``data.batch_size``, times the world
+            size under ``scope: global``), as the authors' trainer scales ``bsr_lambda`` by its per-device batch size
+            once (so a short last batch of 5 pairs is scaled by 16 there too); ``"batch"`` is the pairs in each
+            batch. Outside ``fit`` (no configured size) both are the batch's pairs.
     """
 
     MIN_PAIRS = 4  # below this, the "batch" mean is too few rewards to centre a batch: warn once
     batch_statistic = True
 
-    def __init__(self, weight: float = 1e-3, scope: Scope = "device") -> None:
+    def __init__(self, weight: float = 1e-3, scope: Scope = "device", scale: Scale = "configured") -> None:
         check_choice(scope, Scope, "model.regularizer.init_args.scope")
+        check_choice(scale, Scale, "model.regularizer.init_args.scale")
         check_weight(weight)
         self.weight = weight
         self.scope = scope
+        self.scale = scale
+        self._configured: int | None = None
         self._warned = False
+
+    def configure(self, batch_size: int | None) -> None:
+        self._configured = batch_size
 
     def penalty(self, out: PairOutputs) -> Tensor:
         rewards = out.rewards  # (2B,)
@@ -158,7 +173,13 @@ class BatchSumToZero(Regularizer):
         num_pairs = rewards.numel() // 2
         if num_pairs < self.MIN_PAIRS and not self._warned:
             self._warn_small_batch(num_pairs)
-        return self.weight * num_pairs * rewards.mean() ** 2
+        return self.weight * self._scale(num_pairs, len(out.rewards) // 2) * rewards.mean() ** 2
+
+    def _scale(self, num_pairs: int, local_pairs: int) -> int:
+        """``B``: the configured pairs (times the devices whose rewards were gathered), or the batch's."""
+        if self.scale == "batch" or self._configured is None:
+            return num_pairs
+        return self._configured * (num_pairs // local_pairs if self.scope == "global" else 1)
 
     def _warn_small_batch(self, num_pairs: int) -> None:
         self._warned = True

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from bsr_lightning.errors import check
-from bsr_lightning.rloo.loss import masked_mean
+from bsr_lightning.rloo.loss import masked_mean, masked_sum
 
 __all__ = ["KLPenalty", "SequenceKL", "TokenKL", "sequence_kl"]
 
@@ -39,7 +39,7 @@ class KLPenalty:
 
 def sequence_kl(old_logp: Tensor, ref_logp: Tensor, mask: Tensor) -> Tensor:
     """``(N,)`` the sampled sequence-level KL estimate ``sum_t (log pi - log pi_ref)`` over response tokens."""
-    return ((old_logp - ref_logp) * mask).sum(-1)
+    return masked_sum(old_logp - ref_logp, mask, -1)
 
 
 class SequenceKL(KLPenalty):

@@ -12,15 +12,21 @@ from torch import Tensor
 from bsr_lightning.backbones.loading import position_ids_of
 from bsr_lightning.errors import check
 
-__all__ = ["PolicyLoss", "SequenceClip", "TokenClip", "masked_mean", "response_logprobs"]
+__all__ = ["PolicyLoss", "SequenceClip", "TokenClip", "masked_mean", "masked_sum", "response_logprobs"]
+
+
+def masked_sum(values: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
+    """Sum of ``values`` where ``mask`` is 1 (over ``dim``, or everything). Masked positions are filled with 0, never
+    multiplied by it, so a -inf or NaN there (a log-prob past the response's end) gives no NaN, as the authors'
+    ``masked_fill``."""
+    kept = values.masked_fill(~mask.bool(), 0.0)
+    return kept.sum() if dim is None else kept.sum(dim)
 
 
 def masked_mean(values: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
-    """Mean of ``values`` where ``mask`` is 1 (over ``dim``, or everything)."""
-    mask = mask.to(values.dtype)
-    if dim is None:
-        return (values * mask).sum() / mask.sum().clamp(min=1)
-    return (values * mask).sum(dim) / mask.sum(dim).clamp(min=1)
+    """Mean of ``values`` where ``mask`` is 1 (over ``dim``, or everything); see :func:`masked_sum`."""
+    count = mask.to(values.dtype).sum() if dim is None else mask.to(values.dtype).sum(dim)
+    return masked_sum(values, mask, dim) / count.clamp(min=1)
 
 
 class PolicyLoss:
@@ -69,7 +75,7 @@ class SequenceClip(PolicyLoss):
     unit = "sequence"
 
     def __call__(self, logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        log_ratio = ((logp - old_logp) * mask.to(logp.dtype)).sum(-1)  # (N,)
+        log_ratio = masked_sum(logp - old_logp, mask, -1)  # (N,)
         loss, clipped = self._surrogate(torch.exp(log_ratio), advantages)
         return loss.mean(), clipped.mean().detach()
 
@@ -86,7 +92,8 @@ class TokenClip(PolicyLoss):
     unit = "token"
 
     def __call__(self, logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        per_token, clipped = self._surrogate(torch.exp(logp - old_logp), advantages.unsqueeze(-1))
+        log_ratio = (logp - old_logp).masked_fill(~mask.bool(), 0.0)  # no NaN from -inf past the end, nor its grad
+        per_token, clipped = self._surrogate(torch.exp(log_ratio), advantages.unsqueeze(-1))
         return masked_mean(per_token, mask, dim=-1).mean(), masked_mean(clipped, mask).detach()
 
 
