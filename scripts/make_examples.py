@@ -1,6 +1,6 @@
 """Write the small sample files under ``examples/`` that the README's commands read, from the generated task (its
 gold reward is known for any text): preference pairs, multi-response sets (ours and the paper's released shape), a
-RewardBench-shaped and an RM-Bench-shaped file, and a one-row-per-response table for ``scenarios``.
+RewardBench-, a RewardBench 2- and an RM-Bench-shaped file, and a one-row-per-response table for ``scenarios``.
 
     python scripts/make_examples.py            # rewrites examples/ (deterministic)
 """
@@ -17,6 +17,7 @@ OUT = Path(__file__).resolve().parents[1] / "examples"
 SUBSETS = ["alpacaeval-easy", "mt-bench-med", "llmbar-natural", "refusals-dangerous", "xstest-should-respond",
            "math-prm", "hep-python", "anthropic_helpful"]
 DOMAINS = ["chat", "code", "math", "safety-refuse", "safety-response"]
+RB2_SUBSETS = ["Factuality", "Precise IF", "Math", "Safety", "Focus"]
 
 
 def write_jsonl(name: str, rows: list[dict]) -> None:
@@ -31,6 +32,22 @@ def multi_sets(table: list[dict]) -> list[dict]:
             for p, rs in by_prompt.items()]
 
 
+def rewardbench2_rows(sets: list[dict]) -> list[dict]:
+    """RewardBench 2's shape: the best of 4 by gold score chosen, the rest rejected, five subsets; then Ties rows
+    (``ref:N`` with one correct completion, ``tied:N`` with the best two) for the first sets."""
+    rows = []
+    for i, s in enumerate(sets):
+        ranked = [t for _, t in sorted(zip(s["scores"], s["responses"], strict=True), reverse=True)]
+        rows.append({"id": str(i), "prompt": s["prompt"], "chosen": ranked[:1], "rejected": ranked[1:],
+                     "num_correct": 1, "total_completions": len(ranked), "subset": RB2_SUBSETS[i % 5]})
+        if i < 4:
+            for kind, correct in (("ref", 1), ("tied", 2)):
+                rows.append({"id": f"{kind}:{i}", "prompt": s["prompt"], "chosen": ranked[:correct],
+                             "rejected": ranked[correct:], "num_correct": correct, "total_completions": len(ranked),
+                             "subset": "Ties"})
+    return rows
+
+
 def main() -> None:
     OUT.mkdir(exist_ok=True)
     pairs = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in generate_preference_rows(40, seed=11)]
@@ -40,6 +57,7 @@ def main() -> None:
     write_jsonl("multi_paper_format.jsonl", [
         {"prompt": s["prompt"], **{f"response_{k + 1}_text": t for k, t in enumerate(s["responses"])},
          "all_scores": s["scores"]} for s in sets])
+    write_jsonl("rewardbench2.jsonl", rewardbench2_rows(sets))
     write_jsonl("rewardbench.jsonl", [{**pair, "subset": SUBSETS[i % len(SUBSETS)], "id": i}
                                       for i, pair in enumerate(pairs[:32])])
     rmbench = [{"id": i, "prompt": pair["prompt"], "domain": DOMAINS[i % len(DOMAINS)],

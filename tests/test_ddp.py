@@ -77,7 +77,7 @@ def test_global_bsr_penalty_uses_both_ranks_rewards(ddp_run):
     _, (rank0, rank1) = ddp_run
     for s0, s1 in zip(rank0, rank1, strict=True):
         rewards = torch.tensor(s0["rewards"] + s1["rewards"], dtype=torch.float64)  # 2 ranks x 2B
-        expected = WEIGHT * (rewards.numel() // 2) * rewards.mean() ** 2
+        expected = WEIGHT * 4 * 2 * rewards.mean() ** 2  # B: the configured 4 pairs per device x 2 ranks
         assert s0["penalty"] == pytest.approx(float(expected), rel=1e-3, abs=1e-7)
         assert s1["penalty"] == pytest.approx(s0["penalty"], rel=1e-5, abs=1e-9)
 

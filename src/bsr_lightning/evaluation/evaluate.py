@@ -2,8 +2,10 @@
 
 Formats: ``pairs`` (accuracy, per subset), ``multi`` (per-prompt Kendall tau-b, Spearman rho, best-of-n regret
 against gold scores; both in :mod:`~bsr_lightning.evaluation.evaluators`), ``rewardbench`` (RewardBench's sections,
-Prior Sets and Score, :mod:`~bsr_lightning.evaluation.rewardbench`) and ``rmbench`` (RM-Bench's hard/normal/easy per
-domain, :mod:`~bsr_lightning.evaluation.rmbench`).
+Prior Sets and Score, :mod:`~bsr_lightning.evaluation.rewardbench`), ``rewardbench2`` (RewardBench 2's six subsets,
+Ties and Score, :mod:`~bsr_lightning.evaluation.rewardbench2`) and ``rmbench`` (RM-Bench's hard/normal/easy per
+domain, :mod:`~bsr_lightning.evaluation.rmbench`). Every format also reports, under ``length``, the same metrics for
+length-only scorers and the reward-length correlation (:mod:`~bsr_lightning.evaluation.length`).
 
 The data streams through in chunks of ``chunk_rows`` rows: each chunk is parsed, scored in length-sorted batches,
 written to ``scores.jsonl`` and folded into running sums, so peak memory does not grow with the dataset size.
@@ -25,8 +27,9 @@ from bsr_lightning.args import DType
 from bsr_lightning.data.formats import RowError
 from bsr_lightning.data.loading import local_files
 from bsr_lightning.errors import DataError, check
-from bsr_lightning.evaluation import rewardbench, rmbench  # noqa: F401  (they register their formats)
+from bsr_lightning.evaluation import rewardbench, rewardbench2, rmbench  # noqa: F401  (they register their formats)
 from bsr_lightning.evaluation.evaluators import EVALUATORS, Evaluator
+from bsr_lightning.evaluation.length import LengthBaselines
 from bsr_lightning.evaluation.report import strict_json, write_report
 from bsr_lightning.files import atomic_write, claim_output_dir, record_outputs
 from bsr_lightning.reward.scoring import ConversationScorer, load_reward_model
@@ -50,11 +53,12 @@ def _parse(evaluator: Evaluator, row_id: int, where: str, row):
 
 
 def stream_scores(scorer: ConversationScorer, evaluator: Evaluator, rows: Iterator[tuple[str, dict]],
-                  records_file, chunk_rows: int = 2048, progress: bool = True, bad_rows: str = "error") -> dict:
+                  records_file, chunk_rows: int = 2048, progress: bool = True, bad_rows: str = "error",
+                  lengths: LengthBaselines | None = None) -> dict:
     """Score ``(where, row)`` items chunk by chunk, writing one JSON record per row to ``records_file`` and
-    returning ``evaluator.result()`` with ``bad_rows`` (count and first places). At most ``chunk_rows`` rows (and
-    their scores) are held at once; a bad row raises :class:`RowError` naming it, or with ``bad_rows='skip'`` is
-    counted and left out."""
+    returning ``evaluator.result()`` with ``bad_rows`` (count and first places) and, given ``lengths``, the
+    length-only baselines under ``length``. At most ``chunk_rows`` rows (and their scores) are held at once; a bad
+    row raises :class:`RowError` naming it, or with ``bad_rows='skip'`` is counted and left out."""
     bar = tqdm(desc="evaluate", unit="row", disable=not progress)
     skipped: list[str] = []
     rows_read = 0
@@ -78,6 +82,7 @@ def stream_scores(scorer: ConversationScorer, evaluator: Evaluator, rows: Iterat
         scores, _, problems = scorer.score_each(flat, "chunk", groups=[len(group) for group in convs]) if flat \
             else (np.zeros(0), None, {})
         bounds = np.cumsum([0] + [len(group) for group in convs])
+        tokens = lengths.lengths_of(flat) if lengths is not None else None
         for item, where, start, end in zip(items, wheres, bounds[:-1], bounds[1:], strict=True):
             unscorable = [i for i in range(start, end) if i in problems]
             if unscorable:
@@ -85,10 +90,13 @@ def stream_scores(scorer: ConversationScorer, evaluator: Evaluator, rows: Iterat
                                     f"scored: {problems[unscorable[0]]}"))
                 continue
             records_file.write(json.dumps(strict_json(evaluator.update(item, scores[start:end]))) + "\n")
+            if lengths is not None:
+                lengths.update(item, scores[start:end], tokens[start:end])
         bar.update(len(chunk))
         rows_read += len(chunk)
     bar.close()
-    return {**evaluator.result(), "rows": rows_read, "bad_rows": {"skipped": len(skipped), "first": skipped[:5]}}
+    result = {**evaluator.result(), "rows": rows_read, "bad_rows": {"skipped": len(skipped), "first": skipped[:5]}}
+    return {**result, "length": lengths.result()} if lengths is not None else result
 
 
 def fitting_max_length(module, given: int | None, default: int) -> int:
@@ -112,7 +120,8 @@ def fitting_max_length(module, given: int | None, default: int) -> int:
 
 
 def evaluate(model: str, data: str, output_dir: str,
-             format: Literal["pairs", "multi", "rewardbench", "rmbench"] = "pairs", split: str | None = None,
+             format: Literal["pairs", "multi", "rewardbench", "rewardbench2", "rmbench"] = "pairs",
+             split: str | None = None,
              batch_size: int = 16, max_length: int | None = None,
              overlong: Literal["drop", "truncate_left", "truncate_right"] = "truncate_left",
              device: str = "cpu", chunk_rows: int = 2048, bad_rows: Literal["error", "skip"] = "error",
@@ -124,7 +133,7 @@ def evaluate(model: str, data: str, output_dir: str,
         model: an exported Hugging Face directory (or hub id) or a Lightning ``.ckpt``.
         data: a local file (a glob, a directory, or several comma-separated) or a hub dataset id.
         output_dir: where the outputs go.
-        format: ``pairs``, ``multi``, ``rewardbench`` or ``rmbench`` (see the module docstring).
+        format: ``pairs``, ``multi``, ``rewardbench``, ``rewardbench2`` or ``rmbench`` (see the module docstring).
         split: the hub split to read; default the benchmark's own (``filtered`` for RewardBench), else ``train``.
         batch_size: sequences per forward pass (scores do not depend on it).
         max_length: the longest sequence in tokens; default the benchmark's own (2048 for RewardBench and
@@ -156,8 +165,9 @@ def evaluate(model: str, data: str, output_dir: str,
     out.mkdir(parents=True, exist_ok=True)
     try:  # scores stream into a new temporary file, renamed onto scores.jsonl only when every row is scored
         with atomic_write(out / "scores.jsonl") as records:
+            lengths = LengthBaselines(lambda: EVALUATORS[format](data), module.tokenizer)
             metrics = stream_scores(scorer, evaluator, evaluator.rows(data, split), records, chunk_rows,
-                                    bad_rows=bad_rows)
+                                    bad_rows=bad_rows, lengths=lengths)
             if not metrics["rows"]:
                 raise DataError(f"{data}: no rows to evaluate (split {split!r}); give a file or dataset with rows.")
             if metrics["rows"] == metrics["bad_rows"]["skipped"]:
