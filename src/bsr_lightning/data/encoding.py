@@ -15,6 +15,7 @@ from bsr_lightning.errors import RowError, check, check_choice
 
 log = logging.getLogger(__name__)
 Overlong = Literal["drop", "truncate_left", "truncate_right"]
+SpecialTokens = Literal["template", "rewardbench"]
 
 
 class Unscorable(ValueError):
@@ -47,10 +48,17 @@ class PairEncoder:
         overlong: ``drop`` the pair, or ``truncate_left`` (keep the end) / ``truncate_right`` (keep the start).
         bad_rows: a pair whose chosen and rejected render to the same tokens: ``error`` stops naming its row,
             ``skip`` counts it (``bad_identical_tokens``).
+        special_tokens: ``template`` (the authors' and training's tokenization: a chat template's text as it is,
+            with ``add_special_tokens=False``; the tokenizer's specials only without one) or ``rewardbench``
+            (RewardBench's pipeline: ``tokenizer(text)`` with its specials always, a doubled BOS then taken once, as
+            its pipeline masks the first; so a template that writes no BOS, such as ``zephyr``, is scored after one).
     """
 
-    def __init__(self, tokenizer, max_length: int, overlong: Overlong = "drop", bad_rows: str = "error") -> None:
+    def __init__(self, tokenizer, max_length: int, overlong: Overlong = "drop", bad_rows: str = "error",
+                 special_tokens: SpecialTokens = "template") -> None:
         check_choice(overlong, Overlong, "overlong")
+        check_choice(special_tokens, SpecialTokens, "special_tokens")
+        self.special_tokens = special_tokens
         check(max_length >= 1, "max_length", f"must be at least 1, got {max_length}.")
         self.tokenizer = tokenizer
         self.bad_rows = bad_rows
@@ -169,7 +177,11 @@ class PairEncoder:
         """Render and tokenize in one batched call; chat templates carry their own special tokens (the plain one
         does not)."""
         texts = [render(self.tokenizer, c) for c in conversations]
-        return self.tokenizer(texts, add_special_tokens=not template_writes_specials(self.tokenizer))["input_ids"]
+        if self.special_tokens == "template":
+            return self.tokenizer(texts, add_special_tokens=not template_writes_specials(self.tokenizer))["input_ids"]
+        bos = self.tokenizer.bos_token_id
+        ids = self.tokenizer(texts, add_special_tokens=True)["input_ids"]
+        return [x[1:] if bos is not None and len(x) > 1 and x[0] == x[1] == bos else x for x in ids]
 
     def _truncate(self, ids: list[int]) -> list[int]:
         if len(ids) <= self.max_length:

@@ -160,7 +160,8 @@ def evaluate(model: str, data: str, output_dir: str,
     split = split or evaluator.default_split
     module = load_reward_model(model, dtype, allow_modules).to(device)
     max_length = fitting_max_length(module, max_length, evaluator.default_max_length)
-    scorer = ConversationScorer(module, batch_size, max_length, overlong, progress=False, shared_prefix=shared_prefix)
+    scorer = ConversationScorer(module, batch_size, max_length, overlong, progress=False, shared_prefix=shared_prefix,
+                                special_tokens=evaluator.special_tokens)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:  # scores stream into a new temporary file, renamed onto scores.jsonl only when every row is scored

@@ -33,6 +33,7 @@ class Evaluator:
 
     format = ""
     columns: tuple[str, ...] = ()
+    special_tokens = "template"  # how texts become tokens: "rewardbench" for RewardBench's own pipeline
     default_split, default_max_length = "train", 512
 
     def __init_subclass__(cls, **kwargs) -> None:

@@ -121,6 +121,7 @@ class RewardBenchEvaluator(Evaluator):
     accuracy, the sections, Prior Sets and ``Score`` as RewardBench computes them (module docstring)."""
 
     format, columns = "rewardbench", ("prompt", "chosen", "rejected", "subset")
+    special_tokens = "rewardbench"
     default_split, default_max_length = "filtered", 2048
 
     def __init__(self, data: str = "") -> None:

@@ -76,6 +76,7 @@ class RewardBench2Evaluator(Evaluator):
     each prompt's scores, chosen first, as RewardBench 2's own output does."""
 
     format, columns = "rewardbench2", ("id", "prompt", "chosen", "rejected", "num_correct", "subset")
+    special_tokens = "rewardbench"
     default_split, default_max_length = "test", 2048
 
     def __init__(self, data: str = "") -> None:

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from bsr_lightning.args import Backbone, DType
 from bsr_lightning.data.collate import pad_sequences
-from bsr_lightning.data.encoding import Overlong, PairEncoder
+from bsr_lightning.data.encoding import Overlong, PairEncoder, SpecialTokens
 from bsr_lightning.data.formats import Message
 from bsr_lightning.errors import UserError
 from bsr_lightning.reward.forward import SHARED_PREFIX_ATTENTION, group_forward
@@ -56,14 +56,16 @@ class ConversationScorer:
         progress: show a progress bar.
         shared_prefix: score the groups :meth:`score_each` is given with their prompt computed once, where the model
             can; False scores every conversation alone.
+        special_tokens: ``template`` or ``rewardbench`` tokenization (:class:`~bsr_lightning.data.encoding.
+            PairEncoder`).
     """
 
     def __init__(self, module, batch_size: int = 16, max_length: int = 512, overlong: Overlong = "truncate_left",
-                 progress: bool = True, shared_prefix: bool = True):
+                 progress: bool = True, shared_prefix: bool = True, special_tokens: SpecialTokens = "template"):
         self.module = module
         self.progress = progress
         self.batch_size = batch_size
-        self.encoder = PairEncoder(module.tokenizer, max_length, overlong)
+        self.encoder = PairEncoder(module.tokenizer, max_length, overlong, special_tokens=special_tokens)
         self.counts: Counter = Counter()
         self.shared_prefix = shared_prefix
 
