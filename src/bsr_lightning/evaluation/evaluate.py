@@ -99,6 +99,15 @@ def stream_scores(scorer: ConversationScorer, evaluator: Evaluator, rows: Iterat
     return {**result, "length": lengths.result()} if lengths is not None else result
 
 
+def _check_scored(metrics: dict, data: str, split: str) -> None:
+    """A run with no rows, or only bad ones, is an error, never an empty report."""
+    if not metrics["rows"]:
+        raise DataError(f"{data}: no rows to evaluate (split {split!r}); give a file or dataset with rows.")
+    if metrics["rows"] == metrics["bad_rows"]["skipped"]:
+        raise DataError(f"{data}: all {metrics['rows']} rows are bad (first: {metrics['bad_rows']['first'][0]}); "
+                        "nothing was scored. Fix the rows or --format.")
+
+
 def fitting_max_length(module, given: int | None, default: int) -> int:
     """``given``, or the benchmark's ``default`` cut to the positions the model has (MiniLM: 512). A ``given`` value
     beyond them is a :class:`ConfigError` for learned absolute positions (BERT-like encoders, which cannot read
@@ -169,11 +178,7 @@ def evaluate(model: str, data: str, output_dir: str,
             lengths = LengthBaselines(lambda: EVALUATORS[format](data), module.tokenizer)
             metrics = stream_scores(scorer, evaluator, evaluator.rows(data, split), records, chunk_rows,
                                     bad_rows=bad_rows, lengths=lengths)
-            if not metrics["rows"]:
-                raise DataError(f"{data}: no rows to evaluate (split {split!r}); give a file or dataset with rows.")
-            if metrics["rows"] == metrics["bad_rows"]["skipped"]:
-                raise DataError(f"{data}: all {metrics['rows']} rows are bad (first: "
-                                f"{metrics['bad_rows']['first'][0]}); nothing was scored. Fix the rows or --format.")
+            _check_scored(metrics, data, split)
     except BaseException:
         if created and not any(out.iterdir()):
             out.rmdir()  # a failed run leaves no empty folder of its own
