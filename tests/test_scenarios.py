@@ -1,6 +1,7 @@
 """The four scenarios on a generated UltraFeedback-shaped table: exactly four responses per Val2-Val4 prompt, the
 per-split report of what training has seen, Val1's definition, and the output-folder rules."""
 
+import itertools
 import json
 
 import numpy as np
@@ -104,3 +105,65 @@ def test_an_empty_split_is_written_with_a_warning_that_says_why(tmp_path, caplog
                            "0.1"])  # 1 held-out generator: no prompt has 4 responses from it
     assert counts["val3"] == counts["val4"] == 0 and (tmp_path / "out" / "val3.jsonl").read_text() == ""
     assert "val3 is empty" in caplog.text and "lower --responses_per_prompt" in caplog.text
+
+
+def wide_table(generators: int, per_prompt: int, prompts_per_group: int, seed: int = 0) -> list[dict]:
+    """Prompts of 5 groups, each answered by ``per_prompt`` of ``generators`` models (all of them, or a seeded
+    choice as in UltraFeedback's 4 of 17)."""
+    rng = np.random.default_rng(seed)
+    names = [f"m{k}" for k in range(generators)]
+    rows = []
+    for g in "abcde":
+        for p in range(prompts_per_group):
+            for m in sorted(rng.choice(names, per_prompt, replace=False).tolist()):
+                rows.append({"prompt": f"{g}-p{p}", "response": f"{g}-p{p}-{m}", "score": float(rng.normal()),
+                             "group": g, "generator": m})
+    return rows
+
+
+def split_texts(out: dict) -> dict[str, set]:
+    return {s: {t for item in out[s] for t in ([item["chosen"], item["rejected"]] if "chosen" in item
+                                               else item["responses"])} for s in ("train", "val1", "val2", "val3",
+                                                                                   "val4")}
+
+
+@pytest.mark.parametrize("generators, per_prompt, prompts", [(17, 17, 10), (8, 8, 10), (17, 4, 80)],
+                         ids=["17-each-answering-all", "8-each-answering-all", "ultrafeedback-4-of-17"])
+def test_the_defaults_give_every_split_on_the_papers_kind_of_table(tmp_path, generators, per_prompt, prompts):
+    """Issue 34, item 5: with 17 generators each answering every prompt, 20% held out is 3, and Val3/Val4 (4
+    held-out responses per prompt) were empty; with 4 of 17 per prompt they stayed empty even at 0.3."""
+    data = write_jsonl(tmp_path / "table.jsonl", wide_table(generators, per_prompt, prompts))
+    counts = cli_main(["scenarios", "--data", data, "--output_dir", str(tmp_path / "out")])
+    assert all(counts[s] > 0 for s in ("train", "val1", "val2", "val3", "val4")), counts
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["generator_fraction"] >= 0.2 and round(report["generator_fraction"] * generators) >= 4
+    assert report["splits"]["val3"]["generators_seen_in_train"] == 0
+
+
+def test_no_response_text_is_in_two_splits_and_each_generator_counts_in_its_own():
+    """Issue 34, item 6: a held-out generator that writes the same text as a training one for the same prompt put
+    that text in Val3 and in training, and ``report.json`` counted it among the training generators."""
+    rows = wide_table(12, 12, 10)
+    out = build_scenarios(rows, generator_fraction=0.34, seed=3)
+    held = set(out["generators"]["val3"])
+    train_gen = out["generators"]["train"][0]
+    twins = [{**r, "generator": "terse", "response": next(x["response"] for x in rows if x["prompt"] == r["prompt"]
+                                                           and x["generator"] == train_gen)}
+             for r in rows if r["generator"] == next(iter(held))]
+    rows = [r for r in rows if r["generator"] != next(iter(held))] + twins  # 'terse' copies a training generator
+    out = build_scenarios(rows, generator_fraction=0.34, seed=3)
+    texts = split_texts(out)
+    for a, b in itertools.combinations(texts, 2):
+        assert not texts[a] & texts[b], (a, b)
+    report = scenario_report(out, rows, "group", "generator", 4)["splits"]
+    assert "terse" in out["generators"]["val4"] and "terse" not in out["generators"]["train"]  # held out (seed 3)
+    assert report["val4"]["generators_seen_in_train"] == 0
+    # Val3's prompts are training prompts, where terse's texts are the training generator's: left out of Val3, whose
+    # sets then fall short of 4 and are dropped and counted
+    assert not out["val3"] and report["val3"]["dropped_too_few_responses"] > 0
+
+
+def test_a_table_that_cannot_give_val3_is_one_message(tmp_path):
+    data = write_jsonl(tmp_path / "table.jsonl", wide_table(5, 2, 4))  # 2 responses per prompt: never 4
+    with pytest.raises(UserError, match="lower --responses_per_prompt"):
+        cli_main(["scenarios", "--data", data, "--output_dir", str(tmp_path / "out")])

@@ -14,8 +14,9 @@ is held out, and a seeded fraction of the remaining (in-domain) prompts is set a
 Val2-Val4 are multi-response sets of exactly ``responses_per_prompt`` responses (default 4, as the paper's), so
 Kendall tau is over 4 responses: a prompt with more is sampled down (seeded), one with fewer is dropped and counted
 in ``report.json`` (``dropped_too_few_responses``), which also says, per split, how many of its prompts, groups and
-generators appear in ``train``. Evaluate ``val1`` with ``--format pairs`` and ``val2``-``val4`` with ``--format
-multi``.
+generators appear in ``train``. No response text is in two splits: two generators can write the same text, and a
+text already in ``train`` (or an earlier split) is left out of the later ones. Evaluate ``val1`` with ``--format
+pairs`` and ``val2``-``val4`` with ``--format multi``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,16 @@ def _held_out(values: set, fraction: float, rng: np.random.Generator) -> set:
     ordered = sorted(values)
     n = max(1, round(fraction * len(ordered))) if fraction > 0 else 0
     return set(rng.permutation(ordered)[:n].tolist())
+
+
+def _unseen(responses: list[dict], seen: set[str]) -> list[dict]:
+    """``responses`` whose text is in no earlier split (nor twice here)."""
+    out, texts = [], set()
+    for r in responses:
+        if r["response"] not in seen and r["response"] not in texts:
+            out.append(r)
+            texts.add(r["response"])
+    return out
 
 
 def _pairs(prompt: str, responses: list[dict]) -> list[dict]:
@@ -59,19 +70,50 @@ def build_scenarios(rows: list[dict], group_column: str = "group", generator_col
     for row in rows:
         by_prompt[(row[group_column] in groups, row[generator_column] in generators, row["prompt"])].append(row)
     out: dict[str, list] = {name: [] for name in ("train", "val1", "val2", "val3", "val4", "dropped")}
-    for (new_group, new_generator, prompt), responses in sorted(by_prompt.items(), key=lambda kv: kv[0]):
-        if (new_group, new_generator) == (False, False):
-            out["val1" if prompt in val1_prompts else "train"] += _pairs(prompt, responses)
-            continue
-        name = MULTI_SPLITS[(new_group, new_generator)]
-        if name == "val3" and prompt in val1_prompts:
-            continue  # Val3 changes only the responses: its prompts are the training prompts
-        if len(responses) < responses_per_prompt:
+    out["generators"] = {name: set() for name in ("train", "val1", "val2", "val3", "val4")}
+    ordered = sorted(by_prompt.items(), key=lambda kv: (kv[0][:2] != (False, False), kv[0][2] in val1_prompts, kv[0]))
+    seen: dict[str, set[str]] = defaultdict(set)  # split -> texts; train first, then val1, then val2..val4
+    for (new_group, new_generator, prompt), responses in ordered:
+        name = "val1" if prompt in val1_prompts else "train"
+        if (new_group, new_generator) != (False, False):
+            name = MULTI_SPLITS[(new_group, new_generator)]
+            if name == "val3" and prompt in val1_prompts:
+                continue  # Val3 changes only the responses: its prompts are the training prompts
+        earlier = set().union(*(texts for split, texts in seen.items() if split != name))
+        responses = _unseen(responses, earlier)
+        if name in ("train", "val1"):
+            pairs = _pairs(prompt, responses)
+            out[name] += pairs
+        elif len(responses) < responses_per_prompt:
             out["dropped"].append({"split": name, "prompt": prompt, "responses": len(responses)})
             continue
-        keep = sorted(rng.choice(len(responses), responses_per_prompt, replace=False).tolist())
-        out[name].append(_multi(prompt, [responses[i] for i in keep]))
+        else:
+            keep = sorted(rng.choice(len(responses), responses_per_prompt, replace=False).tolist())
+            responses = [responses[i] for i in keep]
+            out[name].append(_multi(prompt, responses))
+        used = {t for pair in pairs for t in (pair["chosen"], pair["rejected"])} if name in ("train", "val1") \
+            else {r["response"] for r in responses}
+        seen[name] |= used
+        out["generators"][name] |= {r[generator_column] for r in responses if r["response"] in used}
+    out["generators"] = {name: sorted(gens) for name, gens in out["generators"].items()}
     return out
+
+
+def smallest_generator_fraction(rows: list[dict], group_column: str = "group", generator_column: str = "generator",
+                                group_fraction: float = 0.2, val1_fraction: float = 0.1,
+                                responses_per_prompt: int = 4, seed: int = 0, least: float = 0.2) -> float | None:
+    """The smallest fraction of generators to hold out, at least ``least`` and at least ``responses_per_prompt``
+    generators, for which Val3 and Val4 are both non-empty with two generators left to train on; None when none is.
+    With every prompt answered by each of N >= 8 generators this holds out 4 of them; with 4 of 17 per prompt (as
+    UltraFeedback) as many as it takes for some prompts to have all their responses held out."""
+    count = len({r[generator_column] for r in rows})
+    for held in range(max(round(least * count), responses_per_prompt), count - 1):
+        fraction = held / count
+        out = build_scenarios(rows, group_column, generator_column, group_fraction, fraction, val1_fraction,
+                              responses_per_prompt, seed)
+        if out["val3"] and out["val4"]:
+            return fraction
+    return None
 
 
 def scenario_report(splits: dict[str, list[dict]], rows: list[dict], group_column: str, generator_column: str,
@@ -79,14 +121,11 @@ def scenario_report(splits: dict[str, list[dict]], rows: list[dict], group_colum
     """Per split: rows, prompts, and how many of its prompts, groups and generators appear in ``train``; the
     prompts dropped for having fewer than ``responses_per_prompt`` responses; the definitions."""
     group_of = {r["prompt"]: r[group_column] for r in rows}
-    generator_of = {(r["prompt"], r["response"]): r[generator_column] for r in rows}
 
     def parts(split: str) -> tuple[set, set]:
-        texts = ("chosen", "rejected") if split in ("train", "val1") else ()
-        prompts = {item["prompt"] for item in splits[split]}
-        gens = {generator_of[(item["prompt"], text)] for item in splits[split]
-                for text in ([item[t] for t in texts] or item["responses"])}
-        return prompts, gens
+        """The split's prompts and the generators whose responses it holds (as built, so a text two generators
+        wrote counts for the one the split took it from)."""
+        return {item["prompt"] for item in splits[split]}, set(splits["generators"][split])
 
     train_prompts, train_gens = parts("train")
     train_groups = {group_of[p] for p in train_prompts}
