@@ -183,3 +183,18 @@ def test_the_character_cap_never_drops_tokens_that_fit(tiny_bert, tiny_llama, ov
         conversation = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": text}]
         got, _, _ = encoder.encode_sequences([conversation], "sparse")
         assert got == [encoder._truncate(encoder._tokenize([conversation])[0])], (path, filler)
+
+
+def test_text_stays_text():
+    """Issue 34, item 4: a string prompt is one user turn of exactly its text (a multi-format prompt that began
+    with "Human:" was split into turns, and a trailing space was stripped, so a template that joins turns without a
+    separator rendered "eat?apples!"); an HH-RLHF transcript by its own format ("\\n\\nHuman: ...") is still parsed."""
+    from bsr_lightning.data.formats import as_messages, row_to_pair
+
+    assert as_messages("Human: what do apes eat?", "prompt", "row 1", "user") == [
+        {"role": "user", "content": "Human: what do apes eat?"}]
+    pair = row_to_pair({"prompt": "What do apes eat? ", "chosen": "apples!", "rejected": "rocks"}, 0, "row 0")
+    joined = "".join(m["content"] for m in pair.prompt + pair.chosen)
+    assert joined == "What do apes eat? apples!"
+    hh = row_to_pair({"chosen": HH_CHOSEN, "rejected": HH_REJECTED}, 1, "row 1")
+    assert [m["role"] for m in hh.prompt] == ["user"] and hh.prompt[0]["content"] == "Hi there"

@@ -38,8 +38,10 @@ class PreferencePair:
 
 
 def parse_hh(text: str) -> list[Message] | None:
-    """Split an HH-RLHF transcript into messages; None when the text has no ``Human:``/``Assistant:`` turns."""
-    text = text if text.startswith("\n\n") else "\n\n" + text
+    """Split an HH-RLHF transcript into messages; None unless the text is one by its own format: it starts with
+    ``"\n\nHuman:"``, as every HH-RLHF transcript does (a text that merely begins with "Human:" is text)."""
+    if not text.startswith("\n\nHuman:"):
+        return None
     parts = _HH_TURN.split(text)
     if len(parts) < 3 or parts[0].strip():
         return None
@@ -78,11 +80,13 @@ def _describe(value) -> str:
 
 
 def as_messages(value, column: str, where: str, role: str) -> list[Message]:
-    """A column's value as messages: message lists pass through, strings become one message (HH parsed)."""
+    """A column's value as messages: message lists pass through; a string is one message of exactly that text
+    (nothing stripped: a template may join it to the next), unless it is an HH-RLHF transcript by its own format
+    (:func:`parse_hh`)."""
     if isinstance(value, list):
         return _check_messages(value, column, where)
     text = check_text(value, column, where)
-    return parse_hh(text) or [{"role": role, "content": text.strip()}]
+    return parse_hh(text) or [{"role": role, "content": text}]
 
 
 def _split_common_prefix(chosen: list[Message], rejected: list[Message]) -> tuple[list[Message], ...]:
