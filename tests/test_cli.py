@@ -61,6 +61,7 @@ def test_metrics_are_logged_to_csv(tiny_bert, synthetic_jsonl, tmp_path):
     for name in ("train/loss_step", "train/accuracy_step", "train/hidden_norm_mean_step", "train/penalty_step",
                  "val/loss", "val/accuracy", "val/reward_mean", "val/reward_std", "val/chosen_reward",
                  "val/rejected_reward", "val/margin", "val/hidden_norm_mean", "val/hidden_norm_std",
+                 "val/reward_length_corr",
                  "train/loss", "train/reward_std"):
         assert name in names, name
     accuracies = [float(r["val/accuracy"]) for r in rows if r.get("val/accuracy")]

@@ -82,8 +82,9 @@ def test_diagnose_overlays_two_models_into_pngs(exported, tiny_llama, tmp_path, 
                         synthetic_jsonl, "--output_dir", str(out), "--max_pairs", "20"])
     assert set(summary) == {"BT", "BSR"} and summary["BT"]["hidden_norm_mean"] > 0
     assert -1.0 <= summary["BSR"]["cos_h_w_mean"] <= 1.0 and 1.0 <= summary["BT"]["effective_rank"] <= 32
-    for name in ("hidden_norm", "pair_hidden_distance", "cos_h_w", "reward"):
+    for name in ("hidden_norm", "pair_hidden_distance", "cos_h_w", "reward", "reward_vs_length"):
         assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert -1.0 <= summary["BT"]["reward_length_spearman"] <= 1.0 and summary["BT"]["response_tokens_mean"] > 0
     assert "## BSR" in (out / "diagnostics.md").read_text()
 
 

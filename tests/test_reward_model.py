@@ -66,3 +66,22 @@ def test_pair_step_loss_is_bt_plus_penalty(tiny_llama):
     assert out["loss"].item() == pytest.approx(expected.item(), abs=1e-5)
     assert out["values"]["accuracy"].tolist() == (c > r).float().tolist()
     assert out["hidden_norms"].shape == (4,)
+
+
+def test_the_reward_length_correlation_by_hand():
+    """Issue 34, item 9: ``val/reward_length_corr`` is Pearson's r of rewards and sequence lengths, from running
+    sums: [1, 2, 3] against [2, 4, 6] is 1, against [3, 2, 1] -1, against a constant NaN."""
+    import math
+
+    import torch
+
+    from bsr_lightning.reward.metrics import Correlation
+
+    for lengths, expected in (([2.0, 4.0, 6.0], 1.0), ([3.0, 2.0, 1.0], -1.0)):
+        metric = Correlation()
+        metric.update(torch.tensor([1.0, 2.0]), torch.tensor(lengths[:2]))
+        metric.update(torch.tensor([3.0]), torch.tensor(lengths[2:]))
+        assert metric.compute().item() == pytest.approx(expected, abs=1e-6)
+    flat = Correlation()
+    flat.update(torch.tensor([1.0, 2.0]), torch.tensor([5.0, 5.0]))
+    assert math.isnan(flat.compute().item())

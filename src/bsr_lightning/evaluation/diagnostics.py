@@ -2,7 +2,9 @@
 
 ``python -m bsr_lightning diagnose --models BT_DIR BSR_DIR --labels BT BSR --data F --output_dir D`` writes
 ``D/diagnostics.json``, ``D/diagnostics.md`` and PNG plots that overlay the models: the norm of the head-input hidden
-state ``||h||``, ``||h_chosen - h_rejected||``, the cosine between ``h`` and the head weight ``W``, and the rewards.
+state ``||h||``, ``||h_chosen - h_rejected||``, the cosine between ``h`` and the head weight ``W``, and the rewards;
+and ``reward_vs_length.png``, each model's rewards against its responses' lengths in tokens, with their Spearman
+correlation (``reward_length_spearman`` in the summary).
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from bsr_lightning.backbones.loading import find_score_head
 from bsr_lightning.data.loading import iter_raw_rows, local_files
 from bsr_lightning.data.preference import collect_pairs
 from bsr_lightning.errors import check, require
+from bsr_lightning.evaluation.metrics import spearman_rho
 from bsr_lightning.evaluation.report import markdown_table
 from bsr_lightning.files import claim_output_dir, record_outputs, save_figure, write_text_atomic
 from bsr_lightning.reward.scoring import ConversationScorer, load_reward_model
 
 PLOTS = ("hidden_norm", "pair_hidden_distance", "cos_h_w", "reward")
-OUTPUTS = ["diagnostics.json", "diagnostics.md", *(f"{key}.png" for key in PLOTS)]
+OUTPUTS = ["diagnostics.json", "diagnostics.md", *(f"{key}.png" for key in PLOTS), "reward_vs_length.png"]
 
 
 def effective_rank(hidden: np.ndarray) -> float:
@@ -48,7 +51,10 @@ def model_diagnostics(module, conversations: list, batch_size: int, max_length: 
     r_chosen, r_rejected = np.split(scores, 2)
     norms = np.linalg.norm(hidden, axis=1)
     distance = np.linalg.norm(h_chosen - h_rejected, axis=1)
-    return {"reward": scores, "hidden_norm": norms, "pair_hidden_distance": distance,
+    texts = [c[-1]["content"] for c in conversations]
+    lengths = np.array([len(x) for x in module.tokenizer(texts, add_special_tokens=False)["input_ids"]], float)
+    return {"reward": scores, "response_tokens": lengths, "reward_length_spearman": spearman_rho(scores, lengths),
+            "hidden_norm": norms, "pair_hidden_distance": distance,
             "cos_h_w": hidden @ w / (norms * np.linalg.norm(w) + 1e-12), "head_weight_norm": np.linalg.norm(w),
             "effective_rank": effective_rank(hidden), "accuracy": float(np.mean(r_chosen > r_rejected))}
 
@@ -84,6 +90,26 @@ def plot_overlays(results: dict[str, dict], output_dir: Path) -> list[Path]:
     return paths
 
 
+def plot_reward_vs_length(results: dict[str, dict], output_dir: Path) -> Path:
+    """One PNG: every model's rewards against its responses' tokens, with the Spearman correlation in the legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, arrays in results.items():
+        ax.scatter(arrays["response_tokens"], arrays["reward"], s=6, alpha=0.5,
+                   label=f"{label} (Spearman {arrays['reward_length_spearman']:.2f})")
+    ax.set(title="reward against response length", xlabel="response tokens", ylabel="reward")
+    ax.legend()
+    fig.tight_layout()
+    path = output_dir / "reward_vs_length.png"
+    save_figure(fig, path)
+    plt.close(fig)
+    return path
+
+
 def diagnose(models: list[str], data: str, output_dir: str, labels: list[str] | None = None, split: str = "train",
              max_pairs: int = 1000, batch_size: int = 16, max_length: int = 512,
              overwrite: bool = False) -> dict[str, dict[str, float]]:
@@ -115,7 +141,7 @@ def diagnose(models: list[str], data: str, output_dir: str, labels: list[str] | 
     out.mkdir(parents=True, exist_ok=True)
     summary = {label: summarize(arrays) for label, arrays in results.items()}
     write_text_atomic(out / "diagnostics.json", json.dumps(summary, indent=2))
-    plots = plot_overlays(results, out)
+    plots = [*plot_overlays(results, out), plot_reward_vs_length(results, out)]
     tables = "\n\n".join(f"## {label}\n\n{markdown_table(list(s.items()))}" for label, s in summary.items())
     images = "\n".join(f"![{p.stem}]({p.name})" for p in plots)
     write_text_atomic(out / "diagnostics.md", f"# Hidden-state diagnostics on {data} ({len(pairs)} pairs)\n\n"

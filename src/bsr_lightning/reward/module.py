@@ -187,7 +187,8 @@ class RewardModel(BackboneModule):
                                                    loss=out["loss"], rewards=out["rewards"]):
             self.log("train/skipped_batches", float(self.guard.skipped), reduce_fx="max")
             return self._skipped_batch_loss()
-        getattr(self, f"{stage}_metrics").update(out["values"], out["rewards"], out["hidden_norms"])
+        getattr(self, f"{stage}_metrics").update(out["values"], out["rewards"], out["hidden_norms"],
+                                                 batch["attention_mask"].sum(-1))
         if stage == "train":
             step_stats = batch_summary(out["values"], out["rewards"], out["hidden_norms"])
             self.log("train/loss_step", step_stats.pop("loss"), prog_bar=True)
