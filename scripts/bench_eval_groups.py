@@ -15,13 +15,11 @@ The last line of output is one JSON object with ``ratio_grouped_vs_per_response`
 from __future__ import annotations
 
 import json
-import platform
 import random
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 ROWS = ("grouped", "per-response")
@@ -84,6 +82,7 @@ def run(model: str, data: str, row: str, batch_size: int) -> dict:
 
 def main(args) -> None:
     import numpy as np
+    from bench_bf16_cpu import machine  # beside this script
     from bench_rm import decoder_path
 
     if args.row:
@@ -107,8 +106,7 @@ def main(args) -> None:
             results.append({"seed": seed, "max_abs_diff": diff, **{
                 row: {k: v for k, v in pair[row].items() if k != "scores"} for row in ROWS}})
     ratios = [r["grouped"]["responses_per_s"] / r["per-response"]["responses_per_s"] for r in results]
-    summary = {"benchmark": "rmbench-decoder", "date": date.today().isoformat(), "cpu": _cpu(),
-               "command": "python scripts/bench_eval.py " + " ".join(sys.argv[1:]),
+    summary = {"benchmark": "rmbench-decoder", **machine(),
                "model": shape, "settings": {"prompts": args.prompts, "responses_per_prompt": 6,
                                             "batch_size": args.batch_size, "dtype": "float32"},
                "seeds": results, "ratio_grouped_vs_per_response": round(float(np.mean(ratios)), 3)}
@@ -116,9 +114,3 @@ def main(args) -> None:
         Path(args.output).write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary))
 
-
-def _cpu() -> str:
-    try:
-        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor()

@@ -21,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 ROWS = ("grouped", "padded")
@@ -116,6 +115,7 @@ def run(policy: str, row: str, seed: int, steps: int) -> dict:
 
 def main(args) -> None:
     import numpy as np
+    from bench_bf16_cpu import machine  # beside this script
 
     if args.row:
         print(json.dumps(run(args.policy_dir, args.row, args.seed_one, args.steps)))
@@ -136,8 +136,7 @@ def main(args) -> None:
         results.append({"seed": seed, "max_abs_logp_diff": diff,
                         **{row: {k: v for k, v in pair[row].items() if k != "first_logp"} for row in ROWS}})
     ratios = [r["padded"]["seconds_per_update"] / r["grouped"]["seconds_per_update"] for r in results]
-    summary = {"benchmark": "rloo-update-hh", "date": date.today().isoformat(), "cpu": _cpu(),
-               "command": "python scripts/bench_rloo.py " + " ".join(sys.argv[1:]), "policy": shape,
+    summary = {"benchmark": "rloo-update-hh", **machine(), "policy": shape,
                "settings": {"prompts_per_step": PROMPTS, "k": K, "max_new_tokens": NEW, "prompt_tokens_at_most":
                             PROMPT_TOKENS, "timed_steps": args.steps - 1, "dtype": "float32", "attention": "sdpa"},
                "seeds": results, "update_ratio_grouped_vs_padded": round(float(np.mean(ratios)), 3),
@@ -148,9 +147,3 @@ def main(args) -> None:
         Path(args.output).write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary))
 
-
-def _cpu() -> str:
-    try:
-        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return "unknown"

@@ -13,28 +13,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import torch
 
-from bsr_lightning import Backbone, RewardModel
-from bsr_lightning.backbones.export import export_module
 from bsr_lightning.serving.protocol import Limits
 from bsr_lightning.serving.server import RequestGuard
 from bsr_lightning.synthetic_task import generate_preference_rows
 from conftest import free_port, wait_until_healthy
-from test_serving import items, post
+from test_serving import items, post, reward_dir  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def reward_dir(tmp_path_factory) -> str:
-    torch.manual_seed(0)
-    return str(export_module(RewardModel(Backbone("tiny:synthetic"), score_init="normal"),
-                             tmp_path_factory.mktemp("rm") / "export"))
-
-
-@pytest.fixture(scope="module")
-def server(reward_dir):
+def server(reward_dir):  # noqa: F811  (the fixture of test_serving)
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "bsr_lightning", "serve", "--model", reward_dir, "--port",
                                 str(port), "--accelerator", "cpu", "--max_length", "64", "--batch_timeout", "0.5"],
@@ -70,7 +60,7 @@ def test_oversized_items_are_refused_before_scoring_and_an_innocent_request_is_a
     by 68 s. Turns and characters per item are limits now, checked before the request is queued."""
     turns = [{"role": "user" if i % 2 == 0 else "assistant", "content": "w"} for i in range(400_001)]
     hostile = body([{"messages": turns}])
-    hh = body([{"prompt": "Human: a\n\nAssistant: b\n\n" * 30_000 + "Human: q", "response": "x"}])
+    hh = body([{"prompt": "\n\nHuman: a\n\nAssistant: b" * 30_000 + "\n\nHuman: q", "response": "x"}])
     long_text = body([{"prompt": "q", "response": "word " * 250_000}])
     innocent = body([{"prompt": "q", "response": "a"}])
     start = time.time()
@@ -122,7 +112,7 @@ def _group(pgid: int) -> list[str]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="the guardian reads /proc (Linux)")
-def test_a_sigkill_as_the_first_worker_starts_leaves_no_process(reward_dir):
+def test_a_sigkill_as_the_first_worker_starts_leaves_no_process(reward_dir):  # noqa: F811
     """Finding 13: a SIGKILL during start-up left a 369 MB orphan, a worker spawned between two of the guardian's
     polls. Killed the moment a spawned worker appears, the server leaves nothing behind."""
     process = subprocess.Popen([sys.executable, "-m", "bsr_lightning", "serve", "--model", reward_dir, "--port",
