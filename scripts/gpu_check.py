@@ -218,8 +218,10 @@ def export_difference(module, env: dict) -> float:
     return float(((got - inference).abs() / inference.abs().max()).max())
 
 
-def rloo_section(env: dict, generation: str = "bsr_lightning.rloo.generation.HFGenerate") -> dict:
-    """RLOO steps of the policy against the reward model: rollouts/s and peak memory against the plan."""
+def rloo_section(env: dict, generation: str = "bsr_lightning.rloo.generation.HFGenerate",
+                 forward_mode: str = "Padded") -> dict:
+    """RLOO steps of the policy against the reward model: rollouts/s and peak memory against the plan; the
+    log-prob passes ``Padded`` or ``SharedPrompt`` (each prompt once for its k samples)."""
     size, prompts, k = env["size"], 8, 4
     model = {"class_path": "bsr_lightning.RLOOPolicy",
              "init_args": {"backbone": {"name": env["policy_dir"], "attention": "sdpa", "dtype": "float32"},
@@ -227,7 +229,8 @@ def rloo_section(env: dict, generation: str = "bsr_lightning.rloo.generation.HFG
                                       "init_args": {"path": env["rm_dir"], "batch_size": 32, "max_length": 1024}},
                            "sampling": {"k": k, "temperature": 1.0, "max_new_tokens": size["new_tokens"]},
                            "optimization": {"lr": 1e-6, "schedule": "constant", "max_grad_norm": 1.0},
-                           "generation": {"class_path": generation}, "samples_every_n_steps": 0}}
+                           "generation": {"class_path": generation}, "samples_every_n_steps": 0,
+                           "forward_mode": {"class_path": f"bsr_lightning.rloo.forward.{forward_mode}"}}}
     data = {"class_path": "bsr_lightning.SyntheticPromptDataModule",
             "init_args": {"batch_size": prompts, "num_val_prompts": 0, "val_fraction": 0.0, "max_length": 64}}
     config = {"seed_everything": 0, "trainer": trainer_config(env["device"], size["rloo_steps"]), "model": model,
@@ -273,6 +276,7 @@ def sections(env: dict) -> dict:
            "rm_fsdp2_padded": lambda: rm_section(env, "Padded", strategy=fsdp2),
            "rm_qlora_nf4_fp32": lambda: rm_section(env, "Padded", qlora=True),
            "rloo": lambda: rloo_section(env),
+           "rloo_shared_prompt": lambda: rloo_section(env, forward_mode="SharedPrompt"),
            "rloo_vllm": lambda: rloo_section(env, "bsr_lightning.rloo.vllm_generation.VLLMGenerate"),
            "scores_fp32_vs_bf16": lambda: scores_section(env)}
     if importlib.util.find_spec("flash_attn") is None or env["device"] == "cpu":

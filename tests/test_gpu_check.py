@@ -17,10 +17,10 @@ def test_gpu_check_dry_run_writes_every_section(tmp_path):
     sections = report["sections"]
     assert set(sections) == {"rm_padded_sdpa", "rm_packed_sdpa", "rm_packed_flash_attention_2", "rm_fsdp2_padded",
                              "rm_shared_prefix_sdpa", "rm_shared_prefix_flex_attention", "rm_qlora_nf4_fp32", "rloo",
-                             "rloo_vllm", "scores_fp32_vs_bf16"}
+                             "rloo_shared_prompt", "rloo_vllm", "scores_fp32_vs_bf16"}
     for name in ("rm_padded_sdpa", "rm_packed_sdpa", "rm_shared_prefix_sdpa", "rm_fsdp2_padded", "rm_qlora_nf4_fp32"):
         assert sections[name]["tokens_per_s"] > 0 and sections[name]["plan_gib"] > 0
     assert sections["rm_qlora_nf4_fp32"]["export_within_tolerance"] is True
-    assert sections["rloo"]["rollouts_per_s"] > 0
+    assert sections["rloo"]["rollouts_per_s"] > 0 and sections["rloo_shared_prompt"]["rollouts_per_s"] > 0
     assert 0 < sections["scores_fp32_vs_bf16"]["max_abs_diff_over_std"] < 0.5
     assert "| rm_packed_sdpa |" in (tmp_path / "gpu_check.md").read_text()
