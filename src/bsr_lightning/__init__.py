@@ -15,6 +15,7 @@ from bsr_lightning.args import (
     Sampling,
     SFTOptimization,
 )
+from bsr_lightning.data.listwise import ListwiseDataModule
 from bsr_lightning.data.preference import PreferenceDataModule
 from bsr_lightning.data.prompts import PromptDataModule, SFTDataModule
 from bsr_lightning.data.synthetic import (
@@ -22,12 +23,13 @@ from bsr_lightning.data.synthetic import (
     SyntheticPromptDataModule,
     SyntheticSFTDataModule,
 )
+from bsr_lightning.reward.listwise import ListwiseRewardModel
 from bsr_lightning.reward.module import RewardModel
 from bsr_lightning.rloo.module import RLOOPolicy
 from bsr_lightning.sft import SFTModel
 
 __version__ = "0.1.0"
 __all__ = ["Backbone", "LoRA", "Optimization", "RewardOptimization", "RLOOOptimization", "SFTOptimization",
-           "PreferenceDataModule", "PromptDataModule", "RLOOPolicy",
+           "ListwiseDataModule", "ListwiseRewardModel", "PreferenceDataModule", "PromptDataModule", "RLOOPolicy",
            "RewardModel", "SFTDataModule", "SFTModel", "Sampling", "SyntheticPreferenceDataModule",
            "SyntheticPromptDataModule", "SyntheticSFTDataModule", "__version__"]

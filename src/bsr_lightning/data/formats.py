@@ -151,3 +151,21 @@ def _margin(row: dict, where: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise RowError(where, f"column 'margin' must be a finite number, got {_describe(value)}")
     return float(value)
+
+
+def responses_and_scores(row: dict, where: str = "row") -> tuple[object, object]:
+    """``(responses, scores)`` of a row holding several responses to one prompt, in any of its shapes:
+    ``{responses: [...], scores: [...]}``, the paper's released ``{response_1_text, ..., response_n_text,
+    all_scores}`` (numbered 1 to n without a gap: a missing one is a bad row, never a shorter list), or an
+    UltraFeedback-like ``{completions: [{response (or text), score}, ...]}``. Values are checked by the caller."""
+    if isinstance(row.get("completions"), list):
+        completions = row["completions"]
+        if not all(isinstance(c, dict) for c in completions):
+            raise RowError(where, "'completions' must be a list of objects with 'response' (or 'text') and 'score'")
+        return [c.get("response", c.get("text")) for c in completions], [c.get("score") for c in completions]
+    if "responses" in row or "response_1_text" not in row:
+        return row.get("responses"), row.get("scores")
+    numbers = sorted(int(m.group(1)) for key in row if (m := re.fullmatch(r"response_(\d+)_text", str(key))))
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise RowError(where, f"response_k_text columns numbered {numbers}; they must run from 1 to n without a gap")
+    return [row[f"response_{k}_text"] for k in numbers], row.get("all_scores")

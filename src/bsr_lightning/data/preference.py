@@ -120,7 +120,12 @@ class PreferenceDataModule(ResumableData, L.LightningDataModule):
         num_workers: DataLoader workers.
         seed: seed of the validation carve and the length grouping.
         max_pairs: keep only the first N training rows (quick experiments).
+
+    Subclasses read other row shapes by overriding :attr:`parse_row`, :meth:`encode_split` and :meth:`collator`
+    (:class:`~bsr_lightning.data.listwise.ListwiseDataModule`).
     """
+
+    parse_row = staticmethod(row_to_pair)
 
     def __init__(
         self,
@@ -163,7 +168,7 @@ class PreferenceDataModule(ResumableData, L.LightningDataModule):
         if source is None:
             return []
         rows = iter_raw_rows(source, self.hparams.name, self.hparams.data_dir, split)
-        pairs, bad = collect_rows(rows, row_to_pair, self.hparams.bad_rows, f"{stage} data {source}")
+        pairs, bad = collect_rows(rows, self.parse_row, self.hparams.bad_rows, f"{stage} data {source}")
         self.counts[stage] = {"rows": len(pairs) + bad, "bad_rows": bad}
         return pairs[: self.hparams.max_pairs] if stage == "train" and self.hparams.max_pairs else pairs
 
@@ -193,18 +198,27 @@ class PreferenceDataModule(ResumableData, L.LightningDataModule):
         encoder = PairEncoder(self.tokenizer, self.hparams.max_length, self.hparams.overlong, self.hparams.bad_rows)
         for split, pairs in (("train", train), ("val", val), ("test", self.read_pairs("test"))):
             if pairs:
-                encoded, counts = encoder.encode(pairs, split)
+                dataset, counts = self.encode_split(encoder, pairs, split)
                 self.counts[split] = {**self.counts.get(split, {}), **counts}
-                require_rows(encoded, split, self.counts[split], self.hparams.max_length, self.hparams.overlong)
-                self.datasets[split] = PairDataset(encoded)
+                require_rows(dataset, split, self.counts[split], self.hparams.max_length, self.hparams.overlong)
+                self.datasets[split] = dataset
         self.datasets.setdefault("test", self.datasets.get("val"))
+
+    def encode_split(self, encoder: PairEncoder, items: list, split: str) -> tuple[PairDataset, dict]:
+        """The dataset of ``split``'s parsed rows and the encoder's counts."""
+        encoded, counts = encoder.encode(items, split)
+        return PairDataset(encoded), counts
+
+    def collator(self):
+        """What stacks a batch of the dataset's items into tensors."""
+        return PairCollator(self.tokenizer.pad_token_id, self.tokenizer.padding_side)
 
     def _loader(self, split: str, train: bool = False) -> DataLoader:
         dataset = self.datasets.get(split)
         if dataset is None:
             return []
         hp = self.hparams
-        collate = PairCollator(self.tokenizer.pad_token_id, self.tokenizer.padding_side)
+        collate = self.collator()
         if not train:
             return rng_free_loader(dataset, batch_size=hp.eval_batch_size or hp.batch_size, collate_fn=collate,
                               num_workers=hp.num_workers)

@@ -7,13 +7,12 @@ needs the same memory as a thousand (see :func:`~bsr_lightning.evaluation.evalua
 from __future__ import annotations
 
 import math
-import re
 from collections import defaultdict
 from collections.abc import Iterator
 
 import numpy as np
 
-from bsr_lightning.data.formats import Message, RowError, as_messages, check_text, row_to_pair
+from bsr_lightning.data.formats import Message, RowError, as_messages, check_text, responses_and_scores, row_to_pair
 from bsr_lightning.data.loading import iter_raw_rows
 from bsr_lightning.evaluation.metrics import best_of_n_regret, kendall_tau_b, spearman_rho
 
@@ -121,22 +120,10 @@ class MultiEvaluator(Evaluator):
             return  # the paper's shape
         super().check_columns({"prompt": None, **row} if "instruction" in row else row, where)
 
-    @staticmethod
-    def responses_and_gold(row: dict, where: str = "row") -> tuple[object, object]:
-        """``(responses, gold scores)`` of either row shape (see the class docstring). The ``response_k_text``
-        columns must be numbered 1 to n without a gap: a missing one is a bad row, never a shorter list."""
-        if "responses" in row or "response_1_text" not in row:
-            return row.get("responses"), row.get("scores")
-        numbers = sorted(int(m.group(1)) for key in row if (m := re.fullmatch(r"response_(\d+)_text", str(key))))
-        if numbers != list(range(1, len(numbers) + 1)):
-            raise RowError(where, f"response_k_text columns numbered {numbers}; they must run from 1 to n without a "
-                                  "gap")
-        return [row[f"response_{k}_text"] for k in numbers], row.get("all_scores")
-
     def parse(self, row, row_id, where):
         column = "prompt" if "prompt" in row else "instruction"
         prompt = as_messages(row.get(column), column, where, "user")
-        responses, gold = self.responses_and_gold(row, where)
+        responses, gold = responses_and_scores(row, where)
         if not isinstance(responses, list) or not isinstance(gold, list) or len(responses) != len(gold) or not gold:
             raise RowError(where, "the responses and their gold scores ('responses'/'scores', or 'response_k_text'/"
                                   "'all_scores') must be non-empty lists of equal length")

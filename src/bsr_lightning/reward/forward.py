@@ -29,6 +29,7 @@ from bsr_lightning.reward.prefix_layout import (
     block_mask,
     build_rows,
     laid_out_length,
+    make_group,
 )
 
 PACKING_ATTENTION = ("sdpa", "eager", "flash_attention_2", "flash_attention_3")
@@ -83,6 +84,11 @@ class ForwardMode:
 
     def __call__(self, module, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
+
+    def grouped(self, module, input_ids: Tensor, attention_mask: Tensor, sizes: Tensor) -> tuple[Tensor, Tensor]:
+        """The same for a batch of consecutive groups of ``sizes`` ``(B,)`` rows that share a prompt; modes that
+        treat rows alone ignore the groups."""
+        return self(module, input_ids, attention_mask)
 
 
 class Padded(ForwardMode):
@@ -189,6 +195,14 @@ class SharedPrefix(ForwardMode):
                               f"pooling {pooling!r}, attention {attention!r}): one response must not see another. "
                               "Use bsr_lightning.reward.forward.LengthBuckets (any backbone) or set "
                               "model.backbone.attention to sdpa.")
+
+    def grouped(self, module, input_ids, attention_mask, sizes):
+        """Each run of ``sizes`` consecutive rows as one group (any sizes), in the input order."""
+        mask = attention_mask.bool()
+        bounds = torch.cumsum(torch.cat([sizes.new_zeros(1), sizes]), 0).tolist()
+        groups = [make_group([input_ids[r][mask[r]] for r in range(a, b)])
+                  for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        return group_forward(module, groups, self.buckets)
 
     def __call__(self, module, input_ids, attention_mask, group_size: int = 2):
         """Rewards ``(k B,)`` and head inputs ``(k B, H)`` of a ``(k B, T)`` batch whose group ``g`` is rows ``g, B +

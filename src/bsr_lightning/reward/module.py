@@ -169,13 +169,16 @@ class RewardModel(BackboneModule):
         chosen_hidden, rejected_hidden = hidden.chunk(2)
         return PairOutputs(chosen, rejected, chosen_hidden, rejected_hidden)
 
+    def data_loss(self, out: PairOutputs, batch: dict[str, Tensor]) -> Tensor:
+        """The loss ``()`` the data gives, before the regularizer's penalty: the pairwise loss of the regularizer's
+        margin, averaged over the pairs."""
+        return self.loss_fn(self.regularizer.margin(out), out.chosen, out.rejected, batch.get("margin")).mean()
+
     def pair_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Loss and statistics of one batch of B pairs."""
         out = self.pair_outputs(batch)
-        logits = self.regularizer.margin(out)
-        pair_loss = self.loss_fn(logits, out.chosen, out.rejected, batch.get("margin")).mean()
         penalty = self.regularizer.penalty(out)
-        loss = pair_loss + penalty
+        loss = self.data_loss(out, batch) + penalty
         values = {"loss": loss, "accuracy": (out.chosen > out.rejected).float(), "margin": out.chosen - out.rejected,
                   "penalty": penalty, "chosen_reward": out.chosen, "rejected_reward": out.rejected}
         hidden_norms = out.hidden.detach().float().norm(dim=-1)  # (2B,)
