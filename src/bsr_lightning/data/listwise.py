@@ -16,9 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from bsr_lightning.data.collate import pad_sequences
+from bsr_lightning.data.collate import PairDataset, pad_sequences
 from bsr_lightning.data.encoding import PairEncoder
 from bsr_lightning.data.formats import Message, RowError, as_messages, check_scored_conversation, responses_and_scores
 from bsr_lightning.data.preference import PreferenceDataModule
@@ -66,21 +65,12 @@ class EncodedSet:
     scores: list[float]
 
 
-class SetDataset(Dataset):
+class SetDataset(PairDataset):
     """A list of :class:`EncodedSet`."""
-
-    def __init__(self, sets: list[EncodedSet]) -> None:
-        self.sets = sets
-
-    def __len__(self) -> int:
-        return len(self.sets)
-
-    def __getitem__(self, index: int) -> EncodedSet:
-        return self.sets[index]
 
     def lengths(self) -> np.ndarray:
         """``(N,)`` the longest response of each row, in tokens."""
-        return np.array([max(len(s) for s in item.sequences) for item in self.sets])
+        return np.array([max(len(s) for s in item.sequences) for item in self.pairs])
 
 
 def encode_sets(encoder: PairEncoder, sets: list[ResponseSet], split: str) -> tuple[SetDataset, Counter]:
