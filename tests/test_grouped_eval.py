@@ -57,6 +57,6 @@ def test_the_scorer_groups_only_where_the_model_can(decoder, tiny_bert):
         conversations, groups=[3])
     assert grouped == pytest.approx(alone, abs=1e-5) and len(set(grouped.round(6))) == 3
     small = ConversationScorer(module, batch_size=4, progress=False)
-    assert small._group_batches([[1] * 5] * 7, [3, 3, 1]) == [[[6], [0, 1, 2]], [[3, 4, 5]]]  # at most 4 sequences
+    assert small._batches([[1] * 5] * 7, [3, 3, 1]) == [[[6], [0, 1, 2]], [[3, 4, 5]]]  # at most 4 sequences
     encoder = ConversationScorer(RewardModel(Backbone(tiny_bert)).eval(), progress=False)
     assert not encoder.groups_share_prefix  # encoders see both directions: each response alone

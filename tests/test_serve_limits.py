@@ -17,20 +17,15 @@ import pytest
 from bsr_lightning.serving.protocol import Limits
 from bsr_lightning.serving.server import RequestGuard
 from bsr_lightning.synthetic_task import generate_preference_rows
-from conftest import free_port, wait_until_healthy
-from test_serving import items, post, reward_dir  # noqa: F401  (a fixture)
+from conftest import free_port
+from test_serving import items, post, reward_dir, start_server  # noqa: F401  (reward_dir: a fixture)
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def server(reward_dir):  # noqa: F811  (the fixture of test_serving)
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "bsr_lightning", "serve", "--model", reward_dir, "--port",
-                                str(port), "--accelerator", "cpu", "--max_length", "64", "--batch_timeout", "0.5"],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    wait_until_healthy(url, process)
+    url, process = start_server(reward_dir, "--max_length", "64", "--batch_timeout", "0.5")
     yield url
     process.kill()
 

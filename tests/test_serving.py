@@ -46,14 +46,20 @@ def reward_dir(tmp_path_factory) -> str:
                              tmp_path_factory.mktemp("rm") / "export"))
 
 
-@pytest.fixture(scope="module")
-def server(reward_dir):
+def start_server(model: str, *options: str) -> tuple[str, subprocess.Popen]:
+    """``serve --model model`` on a free loopback port with ``options``, once healthy: its URL and process."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "bsr_lightning", "serve", "--model", reward_dir, "--port",
-                                str(port), "--accelerator", "cpu", "--max_items", "64", "--batch_size", "8"],
+    process = subprocess.Popen([sys.executable, "-m", "bsr_lightning", "serve", "--model", model, "--port", str(port),
+                                "--accelerator", "cpu", *options],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     wait_until_healthy(url, process)
+    return url, process
+
+
+@pytest.fixture(scope="module")
+def server(reward_dir):
+    url, process = start_server(reward_dir, "--max_items", "64", "--batch_size", "8")
     yield url, process
     if process.poll() is None:
         process.kill()

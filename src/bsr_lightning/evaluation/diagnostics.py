@@ -18,6 +18,7 @@ from bsr_lightning.backbones.loading import find_score_head
 from bsr_lightning.data.loading import iter_raw_rows, local_files
 from bsr_lightning.data.preference import collect_pairs
 from bsr_lightning.errors import check, require
+from bsr_lightning.evaluation.length import response_tokens
 from bsr_lightning.evaluation.metrics import spearman_rho
 from bsr_lightning.evaluation.report import markdown_table
 from bsr_lightning.files import claim_output_dir, record_outputs, save_figure, write_text_atomic
@@ -45,14 +46,14 @@ def head_weight(module) -> np.ndarray:
 
 def model_diagnostics(module, conversations: list, batch_size: int, max_length: int) -> dict[str, np.ndarray]:
     """Per-sequence arrays for ``conversations`` ordered chosen_0..chosen_{B-1}, rejected_0..rejected_{B-1}."""
-    scores, hidden = ConversationScorer(module, batch_size, max_length).score_with_hidden(conversations, "diagnose")
+    scorer = ConversationScorer(module, batch_size, max_length)
+    scores, hidden = scorer.score_with_hidden(conversations, "diagnose")
     w = head_weight(module)
     h_chosen, h_rejected = np.split(hidden, 2)
     r_chosen, r_rejected = np.split(scores, 2)
     norms = np.linalg.norm(hidden, axis=1)
     distance = np.linalg.norm(h_chosen - h_rejected, axis=1)
-    texts = [c[-1]["content"] for c in conversations]
-    lengths = np.array([len(x) for x in module.tokenizer(texts, add_special_tokens=False)["input_ids"]], float)
+    lengths = response_tokens(module.tokenizer, conversations, scorer.encoder.cap_characters)
     return {"reward": scores, "response_tokens": lengths, "reward_length_spearman": spearman_rho(scores, lengths),
             "hidden_norm": norms, "pair_hidden_distance": distance,
             "cos_h_w": hidden @ w / (norms * np.linalg.norm(w) + 1e-12), "head_weight_norm": np.linalg.norm(w),

@@ -84,10 +84,10 @@ def stream_scores(scorer: ConversationScorer, evaluator: Evaluator, rows: Iterat
         bounds = np.cumsum([0] + [len(group) for group in convs])
         tokens = lengths.lengths_of(flat) if lengths is not None else None
         for item, where, start, end in zip(items, wheres, bounds[:-1], bounds[1:], strict=True):
-            unscorable = [i for i in range(start, end) if i in problems]
-            if unscorable:
-                bad(RowError(where, f"its conversation {unscorable[0] - start + 1} of {end - start} cannot be "
-                                    f"scored: {problems[unscorable[0]]}"))
+            unscorable = next((i for i in range(start, end) if i in problems), None)
+            if unscorable is not None:
+                bad(RowError(where, f"its conversation {unscorable - start + 1} of {end - start} cannot be scored: "
+                                    f"{problems[unscorable]}"))
                 continue
             records_file.write(json.dumps(strict_json(evaluator.update(item, scores[start:end]))) + "\n")
             if lengths is not None:
@@ -175,7 +175,7 @@ def evaluate(model: str, data: str, output_dir: str,
     out.mkdir(parents=True, exist_ok=True)
     try:  # scores stream into a new temporary file, renamed onto scores.jsonl only when every row is scored
         with atomic_write(out / "scores.jsonl") as records:
-            lengths = LengthBaselines(lambda: EVALUATORS[format](data), module.tokenizer)
+            lengths = LengthBaselines(lambda: EVALUATORS[format](data), module.tokenizer, scorer.encoder.cap_characters)
             metrics = stream_scores(scorer, evaluator, evaluator.rows(data, split), records, chunk_rows,
                                     bad_rows=bad_rows, lengths=lengths)
             _check_scored(metrics, data, split)

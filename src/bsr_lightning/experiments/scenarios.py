@@ -35,11 +35,11 @@ def _held_out(values: set, fraction: float, rng: np.random.Generator) -> set:
     return set(rng.permutation(ordered)[:n].tolist())
 
 
-def _unseen(responses: list[dict], seen: set[str]) -> list[dict]:
-    """``responses`` whose text is in no earlier split (nor twice here)."""
+def _unseen(responses: list[dict], owner: dict[str, str], split: str) -> list[dict]:
+    """``responses`` whose text no other split took (``owner``: text -> split), each text once."""
     out, texts = [], set()
     for r in responses:
-        if r["response"] not in seen and r["response"] not in texts:
+        if owner.get(r["response"], split) == split and r["response"] not in texts:
             out.append(r)
             texts.add(r["response"])
     return out
@@ -72,18 +72,18 @@ def build_scenarios(rows: list[dict], group_column: str = "group", generator_col
     out: dict[str, list] = {name: [] for name in ("train", "val1", "val2", "val3", "val4", "dropped")}
     out["generators"] = {name: set() for name in ("train", "val1", "val2", "val3", "val4")}
     ordered = sorted(by_prompt.items(), key=lambda kv: (kv[0][:2] != (False, False), kv[0][2] in val1_prompts, kv[0]))
-    seen: dict[str, set[str]] = defaultdict(set)  # split -> texts; train first, then val1, then val2..val4
+    owner: dict[str, str] = {}  # text -> the split that took it; train first, then val1, then val2..val4
     for (new_group, new_generator, prompt), responses in ordered:
         name = "val1" if prompt in val1_prompts else "train"
         if (new_group, new_generator) != (False, False):
             name = MULTI_SPLITS[(new_group, new_generator)]
             if name == "val3" and prompt in val1_prompts:
                 continue  # Val3 changes only the responses: its prompts are the training prompts
-        earlier = set().union(*(texts for split, texts in seen.items() if split != name))
-        responses = _unseen(responses, earlier)
+        responses = _unseen(responses, owner, name)
         if name in ("train", "val1"):
             pairs = _pairs(prompt, responses)
             out[name] += pairs
+            used = {t for pair in pairs for t in (pair["chosen"], pair["rejected"])}
         elif len(responses) < responses_per_prompt:
             out["dropped"].append({"split": name, "prompt": prompt, "responses": len(responses)})
             continue
@@ -91,9 +91,8 @@ def build_scenarios(rows: list[dict], group_column: str = "group", generator_col
             keep = sorted(rng.choice(len(responses), responses_per_prompt, replace=False).tolist())
             responses = [responses[i] for i in keep]
             out[name].append(_multi(prompt, responses))
-        used = {t for pair in pairs for t in (pair["chosen"], pair["rejected"])} if name in ("train", "val1") \
-            else {r["response"] for r in responses}
-        seen[name] |= used
+            used = {r["response"] for r in responses}
+        owner.update(dict.fromkeys(used, name))
         out["generators"][name] |= {r[generator_column] for r in responses if r["response"] in used}
     out["generators"] = {name: sorted(gens) for name, gens in out["generators"].items()}
     return out

@@ -62,15 +62,16 @@ def fewest_position_cuts(lengths: list[int], groups: int) -> list[int]:
     return cuts[::-1]
 
 
-def bucketed(module, sizes: Tensor, buckets: int, prepare, run) -> tuple[Tensor, ...]:
+def bucketed(module, sizes: Tensor, buckets: int, prepare, run, slots=None) -> tuple[Tensor, ...]:
     """For each of :func:`length_groups`, ``run(*prepare(rows))``; ``prepare`` returns the pass's ``(n, T)`` token
     ids first, and every pass's ids are embedded in one lookup (``module.one_embedding_lookup``). ``run``'s tensors
-    (one row per index in ``rows``) are concatenated back into the input order."""
+    are concatenated back into the input order: one row per index in ``rows``, or per output position
+    ``slots(rows)`` gives (an item that yields several rows, such as a group of sequences)."""
     groups = length_groups(sizes, buckets)
     inputs = [prepare(rows) for rows in groups]
     with module.one_embedding_lookup([x[0] for x in inputs]):
         outputs = [run(*x) for x in inputs]
-    inverse = torch.cat(groups).argsort()
+    inverse = torch.cat([rows if slots is None else slots(rows) for rows in groups]).argsort()
     return tuple(torch.cat(parts)[inverse] for parts in zip(*outputs, strict=True))
 
 
@@ -145,24 +146,19 @@ def group_forward(module, groups: list[Group], buckets: int = 1) -> tuple[Tensor
     counts = torch.tensor([len(sequences) for sequences, _ in groups])
     starts = torch.cumsum(counts, 0) - counts
 
-    def prepare(rows: Tensor) -> tuple[Tensor, object, Tensor]:
+    def prepare(rows: Tensor) -> tuple[Tensor, object]:
         layout = build_rows([groups[i] for i in rows.tolist()], module.tokenizer.pad_token_id or 0)
-        return layout.input_ids, layout, rows
+        return layout.input_ids, layout
 
-    def run(ids: Tensor, layout, rows: Tensor) -> tuple[Tensor, Tensor]:
+    def run(ids: Tensor, layout) -> tuple[Tensor, Tensor]:
         mask = MASKS.get(module.attention, allowed)(layout.segments)
-        rewards, hidden = module.packed_forward(ids, layout.position_ids, layout.ends, mask)  # group by group
-        slots = torch.cat([torch.arange(starts[i], starts[i] + counts[i]) for i in rows.tolist()])
-        return rewards, hidden, slots
+        return module.packed_forward(ids, layout.position_ids, layout.ends, mask)  # group by group
+
+    def slots(rows: Tensor) -> Tensor:  # the sequences of each group, in the output's order
+        return torch.cat([torch.arange(starts[i], starts[i] + counts[i]) for i in rows.tolist()])
 
     sizes = torch.tensor([laid_out_length(group) for group in groups])
-    bins = length_groups(sizes, buckets)
-    inputs = [prepare(rows) for rows in bins]
-    with module.one_embedding_lookup([x[0] for x in inputs]):
-        outputs = [run(*x) for x in inputs]
-    rewards, hidden, slots = (torch.cat(parts) for parts in zip(*outputs, strict=True))
-    inverse = slots.argsort()
-    return rewards[inverse], hidden[inverse]
+    return bucketed(module, sizes, buckets, prepare, run, slots)
 
 
 class SharedPrefix(ForwardMode):

@@ -99,7 +99,7 @@ class ConversationScorer:
         self.counts.update(counts)
         scores, hidden = np.full(len(ids), np.nan), None
         grouped = groups is not None and self.groups_share_prefix
-        batches = self._group_batches(ids, groups) if grouped else self._flat_batches(ids)
+        batches = self._batches(ids, groups if grouped else [1] * len(ids))
         device = next(self.module.parameters()).device
         with torch.inference_mode():
             for batch in tqdm(batches, desc=desc, unit="batch", disable=not self.progress):
@@ -118,14 +118,10 @@ class ConversationScorer:
         return self.shared_prefix and getattr(self.module, "pooling", None) == "last" and \
             getattr(self.module, "attention", None) in SHARED_PREFIX_ATTENTION
 
-    def _flat_batches(self, ids: list) -> list[list[list[int]]]:
-        """Length-sorted batches of ``batch_size`` sequences, each sequence its own group."""
-        keep = sorted((i for i, seq in enumerate(ids) if seq is not None), key=lambda i: len(ids[i]))
-        return [[[i] for i in keep[start: start + self.batch_size]] for start in range(0, len(keep), self.batch_size)]
-
-    def _group_batches(self, ids: list, sizes: list[int]) -> list[list[list[int]]]:
-        """Groups (their scorable members) sorted by total length, in batches of at most ``batch_size`` sequences
-        (a larger group is a batch of its own)."""
+    def _batches(self, ids: list, sizes: list[int]) -> list[list[list[int]]]:
+        """Groups of ``sizes`` consecutive conversations (their scorable members; groups of one when each is scored
+        alone) sorted by total length, in batches of at most ``batch_size`` sequences (a larger group is a batch of
+        its own)."""
         bounds = np.cumsum([0, *sizes])
         groups = [[i for i in range(a, b) if ids[i] is not None] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         groups = sorted((g for g in groups if g), key=lambda g: sum(len(ids[i]) for i in g))

@@ -13,9 +13,12 @@ response mask is 1.
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 import torch
 from torch import Tensor
 
+from bsr_lightning.backbones.transformers_compat import attention_implementation
 from bsr_lightning.errors import ConfigError
 from bsr_lightning.reward.forward import MASKS, SHARED_PREFIX_ATTENTION
 from bsr_lightning.reward.prefix_layout import allowed, build_rows
@@ -67,19 +70,18 @@ class SharedPrompt(PolicyForward):
     def __call__(self, model, rollout, index, temperature, k, with_entropy=False):
         ids, attention_mask, response_mask = rollout.select(index)
         p = rollout.prompt_width
-        owners = (index // k).tolist()  # the prompt of each selected rollout
-        groups, members = [], []
-        for owner in dict.fromkeys(owners):
-            rows = [i for i, o in enumerate(owners) if o == owner]
+        members: dict[int, list[int]] = defaultdict(list)  # prompt -> its selected rows, in the selection's order
+        for row, owner in enumerate((index // k).tolist()):
+            members[owner].append(row)
+        groups = []
+        for rows in members.values():
             prompt = ids[rows[0], :p][attention_mask[rows[0], :p].bool()]
-            responses = [ids[r, p:][response_mask[r].bool()] for r in rows]
-            groups.append(([torch.cat([prompt, resp]) for resp in responses], len(prompt)))
-            members.append(rows)
-        layout = build_rows(groups, _pad_id(model))
-        mask = MASKS.get(_attention(model), allowed)(layout.segments)
+            groups.append(([torch.cat([prompt, ids[r, p:][response_mask[r].bool()]]) for r in rows], len(prompt)))
+        layout = build_rows(groups, pad_id=0)  # padding positions are masked and never read
+        mask = MASKS.get(attention_implementation(model), allowed)(layout.segments)
         logits = model(input_ids=layout.input_ids, position_ids=layout.position_ids, attention_mask=mask).logits
-        where, targets = _response_positions(groups, members, layout.input_ids.size(1), ids.size(1) - p,
-                                             ids.device, ids[:, p:])
+        where = _response_positions(groups, list(members.values()), layout.input_ids.size(1), response_mask.shape)
+        targets = ids[:, p:]
         picked = logits.flatten(0, 1)[where].float()  # (n, L, V): the logits that predict each response token
         if temperature > 0:
             picked = picked / temperature
@@ -93,11 +95,12 @@ class SharedPrompt(PolicyForward):
         return logp, entropy
 
 
-def _response_positions(groups, members, width: int, length: int, device, targets: Tensor) -> tuple[Tensor, Tensor]:
+def _response_positions(groups, members: list[list[int]], width: int, shape: torch.Size) -> Tensor:
     """``(n, L)`` flattened layout indices of the logits that predict each response token (the prompt's last
-    position for the first, the previous response token's after), in the selection's row order, and the targets
-    ``(n, L)`` (the response tokens; positions past a response's end point at index 0 and are masked)."""
-    where = torch.zeros((len(targets), length), dtype=torch.long, device=device)
+    position for the first, the previous response token's after), in the selection's row order; positions past a
+    response's end point at index 0 and are masked."""
+    device = groups[0][0][0].device
+    where = torch.zeros(shape, dtype=torch.long, device=device)
     for row, ((sequences, p), rows) in enumerate(zip(groups, members, strict=True)):
         start = row * width + p  # the first response's first token
         for sequence, r in zip(sequences, rows, strict=True):
@@ -105,12 +108,4 @@ def _response_positions(groups, members, width: int, length: int, device, target
             where[r, :n] = torch.cat([torch.tensor([row * width + p - 1], device=device),
                                       torch.arange(start, start + n - 1, device=device)])
             start += n
-    return where, targets
-
-
-def _pad_id(model) -> int:
-    return getattr(model.config, "pad_token_id", None) or 0
-
-
-def _attention(model) -> str:
-    return getattr(model.config, "_attn_implementation", None) or "sdpa"
+    return where

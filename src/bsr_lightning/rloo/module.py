@@ -15,6 +15,7 @@ from torch import Tensor
 
 from bsr_lightning.args import Backbone, RLOOOptimization, Sampling
 from bsr_lightning.backbones.loading import eos_token_ids, load_causal_lm
+from bsr_lightning.backbones.transformers_compat import attention_implementation
 from bsr_lightning.base import BackboneModule
 from bsr_lightning.errors import check
 from bsr_lightning.lightning_compat import attached_trainer
@@ -84,7 +85,7 @@ class RLOOPolicy(BackboneModule):
                            reward_shapers=self.reward_shapers, reference=self.reference, forward_mode=self.forward_mode)
         self.automatic_optimization = False
         model = load_causal_lm(backbone, self.tokenizer)
-        self.forward_mode.check(getattr(model.config, "_attn_implementation", None) or "sdpa")
+        self.forward_mode.check(attention_implementation(model))
         self.eos_ids = eos_token_ids(model, self.tokenizer)
         self.guard = NonFiniteGuard(on_nonfinite)
         self.reference.attach(model)  # before adapters: kept out of the state dict and the optimizer

@@ -64,9 +64,9 @@ class RewardModelAPI(ls.LitAPI):
             if isinstance(request, Rejected):
                 out.append(request)
                 continue
-            own = [i - start for i in range(start, start + len(request)) if i in problems]
-            out.append(Rejected(400, f"items[{own[0]}]: cannot be scored: {problems[own[0] + start]}") if own else
-                       [None if math.isnan(s) else float(s) for s in scores[start: start + len(request)]])
+            bad = next((i for i in range(start, start + len(request)) if i in problems), None)
+            out.append([None if math.isnan(s) else float(s) for s in scores[start: start + len(request)]]
+                       if bad is None else Rejected(400, f"items[{bad - start}]: cannot be scored: {problems[bad]}"))
             start += len(request)
         return out if batched else out[0]
 
