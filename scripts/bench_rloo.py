@@ -45,7 +45,8 @@ def write_tiny_reward(path: Path) -> str:
     return str(path)
 
 
-def run_project(policy: str, reward: str, steps: int) -> dict:
+def run_project(policy: str, reward: str, steps: int, data=None, forward_mode=None, max_new: int = MAX_NEW) -> dict:
+    """Whole RLOO steps of ``RLOOPolicy`` on ``data`` (the synthetic prompts when None)."""
     import lightning as L
 
     from bsr_lightning import Backbone, Optimization, RLOOPolicy, Sampling, SyntheticPromptDataModule
@@ -62,18 +63,21 @@ def run_project(policy: str, reward: str, steps: int) -> dict:
             self.lengths.append(float(trainer.callback_metrics["train/response_length"]))
 
     L.seed_everything(0)
-    module = RLOOPolicy(Backbone(policy), ModelReward(reward), sampling=Sampling(k=K, max_new_tokens=MAX_NEW),
+    module = RLOOPolicy(Backbone(policy), ModelReward(reward), sampling=Sampling(k=K, max_new_tokens=max_new),
                         optimization=Optimization(lr=LR, schedule="constant", max_grad_norm=1.0),
-                        kl=SequenceKL(BETA), samples_every_n_steps=0)
+                        kl=SequenceKL(BETA), samples_every_n_steps=0, forward_mode=forward_mode)
     clock = Clock()
     trainer = L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, callbacks=[clock],
                         log_every_n_steps=1)
-    trainer.fit(module, SyntheticPromptDataModule(batch_size=PROMPTS_PER_STEP, num_val_prompts=0, val_fraction=0))
+    data = data or SyntheticPromptDataModule(batch_size=PROMPTS_PER_STEP, num_val_prompts=0, val_fraction=0)
+    trainer.fit(module, data)
     return summarize(clock.times, clock.lengths[1:])
 
 
-def run_trl(policy: str, reward: str, steps: int, output_dir: str) -> dict:
+def run_trl(policy: str, reward: str, steps: int, output_dir: str, prompt_list: list | None = None,
+            max_new: int = MAX_NEW) -> dict:
+    """Whole steps of TRL's RLOOTrainer on ``prompt_list`` (lists of messages; the synthetic prompts when None)."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
     from trl import RLOOConfig, RLOOTrainer
@@ -92,15 +96,16 @@ def run_trl(policy: str, reward: str, steps: int, output_dir: str) -> dict:
 
     config = RLOOConfig(output_dir=output_dir, use_cpu=True, report_to="none", bf16=False, seed=0,
                         gradient_checkpointing=False, per_device_train_batch_size=PROMPTS_PER_STEP * K,
-                        num_generations=K, max_completion_length=MAX_NEW, temperature=1.0, beta=BETA,
+                        num_generations=K, max_completion_length=max_new, temperature=1.0, beta=BETA,
                         learning_rate=LR, max_steps=steps, logging_steps=1, save_strategy="no",
                         disable_dropout=True, dataloader_num_workers=0)
     tokenizer = AutoTokenizer.from_pretrained(policy, padding_side="left")
     reward_tokenizer = AutoTokenizer.from_pretrained(reward)
     clock = Clock()
+    dataset = Dataset.from_list([{"prompt": p} for p in prompt_list or prompts()])
     trainer = RLOOTrainer(model=AutoModelForCausalLM.from_pretrained(policy),
                           reward_funcs=AutoModelForSequenceClassification.from_pretrained(reward, num_labels=1),
-                          args=config, train_dataset=Dataset.from_list([{"prompt": p} for p in prompts()]),
+                          args=config, train_dataset=dataset,
                           processing_class=tokenizer, reward_processing_classes=reward_tokenizer, callbacks=[clock])
     trainer.train()
     return summarize(clock.times, clock.lengths[1:])
@@ -134,6 +139,7 @@ def main() -> None:
                         help="hh: the update step on HH-RLHF-length prompts, grouped against padded "
                              "(scripts/bench_rloo_groups.py)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--whole_steps", type=int, default=6, help="hh: whole RLOO steps per row (one warm-up)")
     parser.add_argument("--row", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--policy_dir", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--seed_one", type=int, default=0, help=argparse.SUPPRESS)

@@ -10,17 +10,21 @@ random tokens of 32 to 64 tokens (the update's cost does not depend on which tok
 what a training step does after sampling: the log-prob pass without gradient (old log-probs), the reference's pass,
 then the policy's pass, SequenceClip's loss, backward and an AdamW step. Each row runs in a fresh process, the two
 alternating per seed; the first of ``--steps`` steps is a warm-up and not timed. Log-probs of the two rows are
-checked equal. TRL's RLOOTrainer is not run here (its whole-step comparison is ``bench_rloo.py``'s default rows).
-The last line of output is one JSON object with ``update_ratio_grouped_vs_padded`` (the mean over seeds).
+checked equal. Then whole steps (sampling included) of the project grouped, the project padded and TRL's
+RLOOTrainer (skipped, and said so, where trl is not installed): ``scripts/bench_rloo_steps.py``.
+The last line of output is one JSON object with ``update_ratio_grouped_vs_padded`` and ``rollouts_ratio_vs_trl``
+(means over seeds).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 import tempfile
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 ROWS = ("grouped", "padded")
@@ -114,14 +118,19 @@ def run(policy: str, row: str, seed: int, steps: int) -> dict:
 
 
 def main(args) -> None:
+    import bench_rloo_steps
     import numpy as np
     from bench_bf16_cpu import machine  # beside this script
 
+    if args.row and args.row.startswith("whole-"):
+        print(json.dumps(bench_rloo_steps.run(args.policy_dir, args.row[6:], args.seed_one, args.steps)))
+        return
     if args.row:
         print(json.dumps(run(args.policy_dir, args.row, args.seed_one, args.steps)))
         return
     folder = Path(tempfile.gettempdir()) / "bsr_lightning_bench_policy"
     shape = build_policy(folder)
+    args.trl = importlib.util.find_spec("trl") is not None
     results = []
     for seed in args.seeds:
         pair = {}
@@ -136,13 +145,13 @@ def main(args) -> None:
         results.append({"seed": seed, "max_abs_logp_diff": diff,
                         **{row: {k: v for k, v in pair[row].items() if k != "first_logp"} for row in ROWS}})
     ratios = [r["padded"]["seconds_per_update"] / r["grouped"]["seconds_per_update"] for r in results]
+    whole = bench_rloo_steps.main(args, Path(tempfile.gettempdir()) / "bsr_lightning_bench_rloo_steps")
     summary = {"benchmark": "rloo-update-hh", **machine(), "policy": shape,
                "settings": {"prompts_per_step": PROMPTS, "k": K, "max_new_tokens": NEW, "prompt_tokens_at_most":
                             PROMPT_TOKENS, "timed_steps": args.steps - 1, "dtype": "float32", "attention": "sdpa"},
                "seeds": results, "update_ratio_grouped_vs_padded": round(float(np.mean(ratios)), 3),
-               "rollouts_ratio_vs_trl": None,
-               "trl": "not run: this benchmark times the update step only (bench_rloo.py's default rows compare whole "
-                      "steps with TRL's RLOOTrainer where trl is installed)"}
+               "whole_steps": whole, "rollouts_ratio_vs_trl": whole["rollouts_ratio_vs_trl"],
+               "trl": f"trl {version('trl')}" if args.trl else "skipped: trl is not installed"}
     if args.output:
         Path(args.output).write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary))

@@ -27,6 +27,7 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from bsr_lightning.commands import SUMMARIES, help_text
 from bsr_lightning.errors import TRACEBACK_ENV, ConfigError, PathNotFound, user_error_in
 from bsr_lightning.evaluation.diagnostics import diagnose
 from bsr_lightning.evaluation.evaluate import evaluate
@@ -234,23 +235,21 @@ def summary_of(function) -> str:
     return " ".join(line.strip() for line in paragraph.splitlines())
 
 
-LIGHTNING_COMMANDS = {"fit": "train a model from a config (LightningCLI): reward model, SFT or RLOO policy",
-                      "validate": "run the validation loop of a config or checkpoint",
-                      "test": "run the test loop", "predict": "run the predict loop"}
+def derived_summaries() -> dict[str, str]:
+    """Every subcommand's one-line summary as its function's docstring gives it (:data:`commands.SUMMARIES` is the
+    stdlib-only copy ``--help`` prints; a test keeps them equal)."""
+    def first_sentence(fn) -> str:
+        return summary_of(fn).replace("``", "").split("; ")[0].split(". ")[0].rstrip(".")
+
+    lightning = {name: SUMMARIES[name] for name in ("fit", "validate", "test", "predict")}
+    summaries = {**lightning, **{name: first_sentence(fn) for name, fn in COMMAND_FUNCTIONS.items()}}
+    summaries["plan"] = "parameter counts and memory per device of a fit config, without loading weights"
+    return summaries
 
 
 def print_help() -> None:
     """``python -m bsr_lightning --help``: every subcommand with a one-line summary."""
-    def first_sentence(fn) -> str:
-        return summary_of(fn).replace("``", "").split("; ")[0].split(". ")[0].rstrip(".")
-
-    summaries = {**LIGHTNING_COMMANDS, **{name: first_sentence(fn) for name, fn in COMMAND_FUNCTIONS.items()}}
-    summaries["plan"] = "parameter counts and memory per device of a fit config, without loading weights"
-    width = max(map(len, summaries))
-    lines = ["usage: python -m bsr_lightning COMMAND [--help] [options]", "", "commands:"]
-    lines += [f"  {name:<{width}}  {text}" for name, text in summaries.items()]
-    lines += ["", "`python -m bsr_lightning COMMAND --help` shows a command's options."]
-    print("\n".join(lines))
+    print(help_text())
 
 
 def function_command(function):

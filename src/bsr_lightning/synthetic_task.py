@@ -89,9 +89,27 @@ def _response(rng: random.Random, topic: str, style: Style = Style()) -> str:
     return " ".join(parts) or "I am not sure."
 
 
-def generate_preference_rows(num_pairs: int, seed: int = 0) -> list[dict]:
-    """``num_pairs`` rows ``{prompt, chosen, rejected, chosen_gold, rejected_gold}``, deterministic in ``seed``."""
-    rng = random.Random(seed)
+LENGTH_BIAS_SEED_OFFSET = 7_919  # the label draws of ``length_bias`` use their own stream: same pairs at any bias
+
+
+def words(text: str) -> int:
+    """Length in whitespace-separated words: the tiny model's tokens (its tokenizer splits on whitespace only)."""
+    return len(text.split())
+
+
+def generate_preference_rows(num_pairs: int, seed: int = 0, length_bias: float = 0.0) -> list[dict]:
+    """``num_pairs`` rows ``{prompt, chosen, rejected, chosen_gold, rejected_gold, label}``, deterministic in
+    ``seed``.
+
+    ``label`` says what decided which response is ``chosen``: ``"gold"`` (the higher gold reward) or, with
+    probability ``length_bias`` for each pair whose responses differ in length, ``"length"`` (the longer one, in
+    words, whatever its gold reward): annotators' preference for longer answers, planted at a known rate. The
+    responses and the gold rewards do not depend on ``length_bias`` (its draws come from a separate stream), so two
+    biases give the same pairs with some labels flipped; ``length_bias=0`` gives exactly the rows it always gave.
+    """
+    if not 0.0 <= length_bias <= 1.0:
+        raise ValueError(f"length_bias must be in [0, 1], got {length_bias}.")
+    rng, coin = random.Random(seed), random.Random(seed + LENGTH_BIAS_SEED_OFFSET)
     rows = []
     while len(rows) < num_pairs:
         topic = rng.choice(TOPICS)
@@ -100,9 +118,11 @@ def generate_preference_rows(num_pairs: int, seed: int = 0) -> list[dict]:
         ga, gb = gold_reward(prompt, a), gold_reward(prompt, b)
         if ga == gb:
             continue
-        (chosen, gc), (rejected, gr) = sorted(((a, ga), (b, gb)), key=lambda x: -x[1])
+        by_length = coin.random() < length_bias and words(a) != words(b)
+        key = (lambda x: -words(x[0])) if by_length else (lambda x: -x[1])
+        (chosen, gc), (rejected, gr) = sorted(((a, ga), (b, gb)), key=key)
         rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, "chosen_gold": gc,
-                     "rejected_gold": gr})
+                     "rejected_gold": gr, "label": "length" if by_length else "gold"})
     return rows
 
 

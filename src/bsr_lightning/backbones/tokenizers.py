@@ -56,10 +56,16 @@ def template_writes_specials(tokenizer) -> bool:
 def export_tokenizer(tokenizer):
     """A copy of ``tokenizer`` as exports save it: with the chat template used in training
     (:data:`PLAIN_CHAT_TEMPLATE` when it had none) and right padding, which encoders with absolute positions need
-    and the score pooling of ``AutoModelForSequenceClassification`` reads correctly for every model."""
+    and the score pooling of ``AutoModelForSequenceClassification`` reads correctly for every model. The saved
+    ``tokenizer.json`` has no fixed padding or truncation, whatever the training calls left in it: plain
+    ``tokenizers`` turns "hi" into its own tokens, not into ``max_length`` of them."""
     import copy
 
     tokenizer = copy.deepcopy(tokenizer)
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:  # a fast tokenizer keeps the last call's padding and truncation in tokenizer.json
+        backend.no_padding()
+        backend.no_truncation()
     tokenizer.chat_template = tokenizer.chat_template or PLAIN_CHAT_TEMPLATE
     tokenizer.padding_side = "right"
     tokenizer.init_kwargs["padding_side"] = "right"  # saved in tokenizer_config.json even when it is the default

@@ -21,21 +21,28 @@ class SyntheticPreferenceDataModule(PreferenceDataModule):
     Args:
         num_pairs: training pairs.
         num_val_pairs: held-out pairs.
+        length_bias: the probability that a training pair's label follows length (the longer response is chosen)
+            instead of the gold reward, as annotators who prefer longer answers would label it
+            (:func:`~bsr_lightning.synthetic_task.generate_preference_rows`). Held-out pairs keep gold labels, so
+            ``val/accuracy`` stays accuracy against gold. 0 (the default) gives the unbiased task.
         **kwargs: the rest of :class:`PreferenceDataModule`'s arguments (``path`` is ignored).
     """
 
-    def __init__(self, num_pairs: int = 2000, num_val_pairs: int = 400, **kwargs) -> None:
+    def __init__(self, num_pairs: int = 2000, num_val_pairs: int = 400, length_bias: float = 0.0,
+                 **kwargs) -> None:
         check(num_pairs >= 1, "data.num_pairs", f"must be at least 1, got {num_pairs}: a run with nothing to train "
                                                 "is an error.")
         check(num_val_pairs >= 0, "data.num_val_pairs", f"must be 0 or more, got {num_val_pairs}.")
+        check(0.0 <= length_bias <= 1.0, "data.length_bias", f"must be in [0, 1], got {length_bias}.")
         super().__init__(**kwargs)
+        self.length_bias = length_bias
         self.num_pairs = num_pairs
         self.num_val_pairs = num_val_pairs
 
     def read_pairs(self, stage: str) -> list[PreferencePair]:
         count, seed = {"train": (self.num_pairs, self.hparams.seed),
                        "val": (self.num_val_pairs, self.hparams.seed + HELD_OUT_SEED_OFFSET)}.get(stage, (0, 0))
-        rows = generate_preference_rows(count, seed)
+        rows = generate_preference_rows(count, seed, self.length_bias if stage == "train" else 0.0)
         self.counts[stage] = {"rows": len(rows), "bad_rows": 0}
         return [row_to_pair(row, i, f"synthetic[{stage}] row {i}") for i, row in enumerate(rows)]
 

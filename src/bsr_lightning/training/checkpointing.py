@@ -87,7 +87,8 @@ def _as_tuples(value):
 class PeriodicCheckpoint(ModelCheckpoint):
     """Crash recovery for every shipped config: ``last.ckpt`` every ``every_n_train_steps`` optimizer steps (and at
     the end of each epoch), in ``dirpath`` or, by default, ``<trainer.default_root_dir>/checkpoints`` (not a
-    per-version logger directory), so ``--ckpt_path last`` finds it on the next run.
+    per-version logger directory), so ``--ckpt_path last`` finds it on the next run. A resumed run writes the same
+    ``last.ckpt`` (atomically), so ``last.ckpt`` is always the newest.
 
     Args:
         every_n_train_steps: steps between saves.
@@ -97,7 +98,9 @@ class PeriodicCheckpoint(ModelCheckpoint):
     def __init__(self, every_n_train_steps: int = 50, dirpath: str | None = None) -> None:
         if every_n_train_steps < 1:
             raise ConfigError(f"PeriodicCheckpoint every_n_train_steps must be at least 1, got {every_n_train_steps}.")
-        super().__init__(dirpath=dirpath, every_n_train_steps=every_n_train_steps, save_last=True, save_top_k=0)
+        # no version counter: a resumed run writes last.ckpt again, never last-v1.ckpt beside an older last.ckpt
+        super().__init__(dirpath=dirpath, every_n_train_steps=every_n_train_steps, save_last=True, save_top_k=0,
+                         enable_version_counter=False)
 
     def resolved_dirpath(self, trainer: L.Trainer) -> str:
         """``dirpath``, or ``<trainer.default_root_dir>/checkpoints`` when none was given."""
