@@ -128,6 +128,25 @@ def test_extending_a_finished_run_is_the_same_run(tiny_llama, synthetic_jsonl, t
     assert json.loads((tmp_path / "reward_model" / MANIFEST).read_text())["run_id"] == first
 
 
+def test_a_resume_writes_last_ckpt_not_last_v1(tiny_llama, synthetic_jsonl, tmp_path):
+    """A checkpoint saved before the first periodic save (SIGTERM's) records no ``last_model_path``; Lightning's
+    version counter then wrote ``last-v1.ckpt`` beside it, and ``--ckpt_path .../last.ckpt`` found the older one."""
+    periodic = ["--trainer.callbacks+=bsr_lightning.training.checkpointing.PeriodicCheckpoint",
+                "--trainer.callbacks.every_n_train_steps", "1"]
+    cli_main([*fit_args(tiny_llama, synthetic_jsonl, tmp_path, *periodic), "--trainer.max_steps", "2"])
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    state = torch.load(last, weights_only=False)
+    for key, value in state["callbacks"].items():
+        if "PeriodicCheckpoint" in key:
+            value["last_model_path"] = ""  # as a SIGTERM save before the first periodic one records it
+    torch.save(state, last)
+    cli = cli_main([*fit_args(tiny_llama, synthetic_jsonl, tmp_path, *periodic), "--trainer.max_steps", "4",
+                    "--ckpt_path", "last"])
+    assert cli.trainer.global_step == 4
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["last.ckpt"]
+    assert torch.load(last, weights_only=False)["global_step"] == 4
+
+
 def test_a_resume_with_changed_data_settings_is_refused(tiny_llama, synthetic_jsonl, tmp_path):
     periodic = ["--trainer.callbacks+=bsr_lightning.training.checkpointing.PeriodicCheckpoint",
                 "--trainer.callbacks.every_n_train_steps", "1"]
