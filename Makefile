@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test install lint clean
+.PHONY: demo test install lint docs clean
 
 install: $(VENV)/.installed
 
@@ -31,8 +31,15 @@ demo: install
 test: install
 	$(PY) -m pytest -n $(JOBS) --dist loadfile
 
+# The manual as a website in build/docs, offline; any warning (a broken link, a missing reference) is an error.
+docs: install
+	$(PY) scripts/make_results_pages.py
+	$(PY) scripts/make_cli_reference.py
+	$(PY) -m sphinx -W --keep-going -q -E -b html docs build/docs
+	@echo "open build/docs/index.html"
+
 lint: install
 	$(VENV)/bin/ruff check src tests scripts
 
 clean:
-	rm -rf artifacts lightning_logs .pytest_cache
+	rm -rf artifacts lightning_logs .pytest_cache build/docs

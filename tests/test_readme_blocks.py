@@ -1,6 +1,7 @@
-"""Every command of the README's bash blocks is run by a test as written (on tiny models, or with a few steps
-appended), or is listed in ``WHERE`` with the reason it cannot run in the suite (GPUs, a second node, the network).
-A command added to the README without an entry here fails ``test_every_readme_command_is_accounted_for``."""
+"""Every command of the bash blocks of the README and of the manual's pages (``docs/**/*.md``, the site) is run by a
+test as written (on tiny models, or with a few steps appended), or is listed in ``WHERE`` with the reason it cannot
+run in the suite (GPUs, a second node, the network, a benchmark's hours). A command added to a page without an entry
+here fails ``test_every_readme_command_is_accounted_for``."""
 
 from __future__ import annotations
 
@@ -43,18 +44,30 @@ WHERE = [
     (r"^python -m bsr_lightning serve ", "test_readme_blocks.py::test_the_serve_block_scores_as_written"),
     (r"^curl ", "test_readme_blocks.py::test_the_serve_block_scores_as_written"),
     (r"^(torchrun|srun) ", "not here: two nodes of 8 GPUs"),
+    (r"^(PYTHONPATH=\S+ )?python3? scripts/(bench_|profile_|reproduce|quickstart_figures|time_tests)",
+     "not here: a benchmark or a reproduction (minutes to hours); the JSON it writes records the command and machine"),
+    (r"^bash scripts/gpu_wheels\.sh$", "not here: downloads the wheels the GPU machine installs"),
+    (r"^python3 -m pip install -q --no-index ", "not here: runs on the GPU machine (scripts/gpu_check.py)"),
 ]
+GENERATED = ("reproduction/results.md", "reproduction/length/results.md")  # tables copied into reproduction.md
+
+
+def pages() -> list:
+    """The README and the manual's Markdown pages (the site's), generated tables left out."""
+    docs = REPO / "docs"
+    return [REPO / "README.md", *(p for p in sorted(docs.rglob("*.md"))
+                                  if str(p.relative_to(docs)) not in GENERATED)]
 
 
 def readme_commands() -> list[list[str]]:
-    """Every command of the README's bash blocks (indented ones too) as its words: continuation lines joined,
-    comments cut."""
-    text = (REPO / "README.md").read_text()
+    """Every distinct command of the pages' bash blocks (indented ones too), in order, as its words: continuation
+    lines joined, comments cut."""
     commands = []
-    for block in re.findall(r"^[ \t]*```bash\n(.*?)^[ \t]*```", text, re.S | re.M):
-        for line in re.sub(r"\\\n\s*", " ", block).splitlines():
-            if words := shlex.split(line, comments=True):
-                commands.append(words)
+    for page in pages():
+        for block in re.findall(r"^[ \t]*```bash\n(.*?)^[ \t]*```", page.read_text(), re.S | re.M):
+            for line in re.sub(r"\\\n\s*", " ", block).splitlines():
+                if (words := shlex.split(line, comments=True)) and words not in commands:
+                    commands.append(words)
     return commands
 
 

@@ -26,9 +26,9 @@ QUICK = ["--data.num_pairs", "32", "--data.num_val_pairs", "16", "--trainer.max_
          "--trainer.precision", "32-true", "--trainer.enable_progress_bar", "false"]
 
 
-def readme_commands(heading: str) -> list[list[str]]:
+def readme_commands(heading: str, page: str = "docs/guide/train.md") -> list[list[str]]:
     """The arguments after ``python -m bsr_lightning`` of each command in the first bash block after ``heading``."""
-    text = (REPO / "README.md").read_text()
+    text = (REPO / page).read_text()
     block = re.search(r"```bash\n(.*?)```", text[text.index(heading):], re.S).group(1)
     return [shlex.split(line.split("#")[0])[3:] for line in block.splitlines()
             if line.startswith("python -m bsr_lightning")]
@@ -43,7 +43,7 @@ def test_the_custom_regularizer_example_never_replaces_the_demos_export(tmp_path
     root = ["--trainer.default_root_dir", str(tmp_path / "artifacts/quickstart")]
     cli_main(["fit", "--config", config, *QUICK, *root])  # make demo
     demo = tmp_path / "artifacts/quickstart/reward_model"
-    export = readme_commands("### Export")
+    export = readme_commands("## Export")
     assert len(export) == 1 and export[0][0] == "export"
     cli_main(export[0])  # as written, from the demo's checkpoint
     assert (tmp_path / "my_rm/config.json").is_file() and (tmp_path / "my_rm/model.safetensors").is_file()

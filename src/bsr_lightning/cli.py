@@ -28,6 +28,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from bsr_lightning.commands import SUMMARIES, help_text
+from bsr_lightning.config_errors import ShortErrorParser
 from bsr_lightning.errors import TRACEBACK_ENV, ConfigError, PathNotFound, user_error_in
 from bsr_lightning.evaluation.diagnostics import diagnose
 from bsr_lightning.evaluation.evaluate import evaluate
@@ -64,6 +65,8 @@ class BSRLightningCLI(LightningCLI):
             subclass_mode_data=True,
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,
+            parser_class=ShortErrorParser,
+            parser_kwargs={"prog": "python -m bsr_lightning"},
             args=args,
             run=run,
         )
