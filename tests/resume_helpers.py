@@ -33,3 +33,15 @@ class KillAt(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step == self.step:
             os.kill(os.getpid(), getattr(signal, self.signal_name))
+
+
+class KillInValidation(L.Callback):
+    """SIGKILL this process in the first validation batch after optimizer step ``step`` (a stop during the
+    validation that follows a checkpointed training batch)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        if trainer.global_step == self.step and not trainer.sanity_checking:
+            os.kill(os.getpid(), signal.SIGKILL)

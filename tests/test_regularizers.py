@@ -100,15 +100,25 @@ def test_repr_names_arguments():
     assert isinstance(LogitNorm(), Regularizer)
 
 
+def trained(chosen, rejected) -> PairOutputs:
+    """A pair batch as training sees it: rewards with gradient."""
+    out = pair(chosen, rejected)
+    return PairOutputs(out.chosen.requires_grad_(), out.rejected.requires_grad_(), out.chosen_hidden,
+                       out.rejected_hidden)
+
+
 def test_bsr_warns_once_on_micro_batches_of_fewer_than_four_pairs():
     bsr = BatchSumToZero(weight=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bsr.penalty(pair([3.0], [1.0]))  # a 1-pair validation batch (no gradient): no warning
     with pytest.warns(UserWarning, match=r"1 pair\(s\) per device batch.*per-pair reward centering.*scope: global"):
-        penalty = bsr.penalty(pair([3.0], [1.0]))
+        penalty = bsr.penalty(trained([3.0], [1.0]))
     assert penalty.item() == pytest.approx(4.0)  # B = 1: ((3 + 1) / 2) ** 2, what the warning says it reduces to
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        bsr.penalty(pair([3.0], [1.0]))  # once only
-        BatchSumToZero().penalty(pair([1.0] * 4, [0.0] * 4))  # 4 pairs: no warning
+        bsr.penalty(trained([3.0], [1.0]))  # once only
+        BatchSumToZero().penalty(trained([1.0] * 4, [0.0] * 4))  # 4 pairs: no warning
 
 
 def test_bsr_on_length_grouped_batches_warns_once_and_random_batches_do_not(tiny_llama, synthetic_jsonl, tmp_path):

@@ -92,6 +92,22 @@ def test_killed_run_resumes_with_same_order_and_metrics(reference, tiny_llama, t
     assert final_val(tmp_path) == pytest.approx(final_val(ref_root), rel=1e-5, abs=1e-6)
 
 
+def test_a_stop_during_the_last_validation_resumes_into_it(reference, tiny_llama, tmp_path):
+    """Killed while validating after the last step (its checkpoint was saved just before), the resumed run runs
+    that validation and ends with the uninterrupted run's metrics (it skipped it and ended with none)."""
+    data, ref_root = reference
+    killed = fit(tiny_llama, data, tmp_path, "--trainer.callbacks+=resume_helpers.KillInValidation",
+                 "--trainer.callbacks.step", "18")
+    assert killed.returncode != 0
+    assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)["global_step"] == 18
+    resumed = fit(tiny_llama, data, tmp_path, "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    newest = max(tmp_path.glob("lightning_logs/version_*/metrics.csv"), key=lambda p: p.parent.name)
+    rows = [r for r in csv.DictReader(open(newest)) if r.get("val/accuracy")]
+    assert [int(r["step"]) for r in rows] == [17]  # the step-18 validation (Lightning logs it at step - 1)
+    assert final_val(tmp_path) == pytest.approx(final_val(ref_root), rel=1e-5, abs=1e-6)
+
+
 def test_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     io = AtomicCheckpointIO()
     path = tmp_path / "last.ckpt"

@@ -11,6 +11,10 @@
   counter; Lightning has no public getter). Pinned by ``tests/test_resume.py``.
 * :func:`attached_trainer`: a module's Trainer or None (the public ``trainer`` property raises when none is
   attached).
+* :func:`validation_follows` and :func:`run_validation`: whether the fit loop validates after the training batch
+  being saved now, and that validation run by hand. A checkpoint saved at ``on_train_batch_end`` (a periodic
+  ``last.ckpt``) comes before the validation that follows the batch; on resume Lightning counts that validation as
+  done, so a run stopped during it skipped it (its last metrics were missing). Pinned by ``tests/test_resume.py``.
 """
 
 from __future__ import annotations
@@ -92,3 +96,22 @@ def attached_trainer(module):
         return module.trainer
     except RuntimeError:
         return None
+
+
+def validation_follows(trainer) -> bool:
+    """True when the fit loop, now inside a training batch's end, will validate after it (Lightning's own rule)."""
+    if not trainer.training or trainer.sanity_checking or trainer.validating:
+        return False
+    loop = trainer.fit_loop
+    return bool(loop.epoch_loop._should_check_val_fx(loop._data_fetcher))
+
+
+def run_validation(trainer) -> None:
+    """Run the fit loop's validation now, as the training epoch loop runs it between batches."""
+    loop = trainer.fit_loop.epoch_loop
+    trainer.validating = True
+    first_loop_iter = trainer._logger_connector._first_loop_iter
+    loop.val_loop.restarting = False  # a fresh validation: not the restored progress of the one before
+    loop.val_loop.run()
+    trainer.training = True
+    trainer._logger_connector._first_loop_iter = first_loop_iter

@@ -14,6 +14,25 @@ HARMLESS_WARNINGS = (
 )
 
 
+HARMLESS_LOG_RECORDS = {
+    # every over-long sequence is cut by the DataModule's or scorer's `overlong` policy before the model sees it
+    "transformers.tokenization_utils_base": "Token indices sequence length is longer than the specified maximum",
+    # said after every checkpoint load; this package's own loads choose weights_only themselves
+    "lightning.pytorch.trainer.connectors.checkpoint_connector": "`weights_only` was not set",
+}
+
+
+class _DropPrefix(logging.Filter):
+    """Drop records whose message starts with ``prefix``; keep every other record."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
 class _DropTips(logging.Filter):
     """Drop Lightning's advertising tips (litlogger, litmodels); keep every other record."""
 
@@ -28,3 +47,7 @@ def silence_known_noise() -> None:
     logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if not any(isinstance(f, _DropTips) for f in logger.filters):
         logger.addFilter(_DropTips())
+    for name, prefix in HARMLESS_LOG_RECORDS.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropPrefix) and f.prefix == prefix for f in logger.filters):
+            logger.addFilter(_DropPrefix(prefix))

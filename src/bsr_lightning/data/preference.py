@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Literal
 
 import lightning as L
@@ -88,6 +89,12 @@ def require_rows(kept: list, split: str, counts: dict, max_length: int, overlong
                     "`overlong: truncate_left`, or check the data.")
 
 
+def rename_columns(rows, columns: dict[str, str]):
+    """``(where, row)`` items with each dict row's keys renamed by ``columns`` (your name -> the package's)."""
+    for where, row in rows:
+        yield where, ({columns.get(k, k): v for k, v in row.items()} if isinstance(row, dict) else row)
+
+
 def carve_validation(items: list, fraction: float, seed: int) -> tuple[list, list]:
     """Split ``items`` into (train, validation) with a seeded ``fraction`` (at least one) held out, order kept."""
     order = np.random.default_rng(seed).permutation(len(items))
@@ -120,6 +127,10 @@ class PreferenceDataModule(ResumableData, L.LightningDataModule):
         num_workers: DataLoader workers.
         seed: seed of the validation carve and the length grouping.
         max_pairs: keep only the first N training rows (quick experiments).
+        columns: your column names mapped to the package's, e.g. ``{question: prompt, response_chosen: chosen,
+            response_rejected: rejected}``, applied to every row read (files, hub datasets, ``rows``).
+        rows: in-memory training rows instead of ``path``, from Python: a list of dicts or a ``datasets.Dataset``
+            (not saved in checkpoints or hparams; pass them again to resume).
 
     Subclasses read other row shapes by overriding :attr:`parse_row`, :meth:`encode_split` and :meth:`collator`
     (:class:`~bsr_lightning.data.listwise.ListwiseDataModule`).
@@ -148,6 +159,8 @@ class PreferenceDataModule(ResumableData, L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         max_pairs: int | None = None,
+        columns: dict[str, str] | None = None,
+        rows: Sequence[dict] | None = None,
     ) -> None:
         super().__init__()
         check(max_pairs is None or max_pairs >= 1, "data.max_pairs", f"must be at least 1 (or null for all), got "
@@ -155,19 +168,26 @@ class PreferenceDataModule(ResumableData, L.LightningDataModule):
         check_loader_args(batch_size, max_length, num_workers, val_fraction, bad_rows)
         check(eval_batch_size is None or eval_batch_size >= 1, "data.eval_batch_size",
               f"must be at least 1 (or null), got {eval_batch_size}.")
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["rows"])
+        self.rows = rows
         self.tokenizer = None
         self.datasets: dict[str, PairDataset] = {}
         self.counts: dict[str, dict[str, int]] = {}
 
     def read_pairs(self, stage: str) -> list[PreferencePair]:
         """Validated pairs of ``stage`` (``train``, ``val`` or ``test``); ``[]`` when it has no own source."""
-        if self.hparams.path is None:
+        if self.hparams.path is None and self.rows is None:
             raise ConfigError("data.path: PreferenceDataModule needs `path` (a local file or a hub dataset id).")
-        source, split = self._source(stage)
-        if source is None:
+        if self.rows is not None:
+            source = "rows"
+            rows = ((f"rows[{i}]", row) for i, row in enumerate(self.rows)) if stage == "train" else None
+        else:
+            source, split = self._source(stage)
+            rows = None if source is None else iter_raw_rows(source, self.hparams.name, self.hparams.data_dir, split)
+        if rows is None:
             return []
-        rows = iter_raw_rows(source, self.hparams.name, self.hparams.data_dir, split)
+        if self.hparams.columns:
+            rows = rename_columns(rows, self.hparams.columns)
         pairs, bad = collect_rows(rows, self.parse_row, self.hparams.bad_rows, f"{stage} data {source}")
         self.counts[stage] = {"rows": len(pairs) + bad, "bad_rows": bad}
         return pairs[: self.hparams.max_pairs] if stage == "train" and self.hparams.max_pairs else pairs

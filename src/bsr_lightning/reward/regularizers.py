@@ -171,8 +171,8 @@ class BatchSumToZero(Regularizer):
         if self.scope == "global":
             rewards = _gather_with_grad(rewards)
         num_pairs = rewards.numel() // 2
-        if num_pairs < self.MIN_PAIRS and not self._warned:
-            self._warn_small_batch(num_pairs)
+        if num_pairs < self.MIN_PAIRS and not self._warned and rewards.requires_grad:  # training, not a short
+            self._warn_small_batch(num_pairs)                                            # validation batch
         return self.weight * self._scale(num_pairs, len(out.rewards) // 2) * rewards.mean() ** 2
 
     def _scale(self, num_pairs: int, local_pairs: int) -> int:

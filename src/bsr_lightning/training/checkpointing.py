@@ -20,6 +20,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from bsr_lightning.errors import ConfigError
 from bsr_lightning.files import atomic_write
+from bsr_lightning.lightning_compat import run_validation, validation_follows
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +41,33 @@ class ResumeState(L.Callback):
     (sampling in RLOO then continues identically), and write ``last.ckpt`` when the run is stopped by SIGTERM.
 
     The states are restored just before the first training batch after the resume, so whatever Lightning runs in
-    between (sanity validation, loader creation) does not shift the stream."""
+    between (sanity validation, loader creation) does not shift the stream.
+
+    A checkpoint saved at a training batch's end that a validation follows (the last batch of an epoch, say) records
+    it; a run resumed from it runs that validation first, as the uninterrupted run did, so a run stopped during its
+    last validation still ends with that validation's metrics (Lightning counts it as done)."""
 
     _pending: dict | None = None
+    _trainer: L.Trainer | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._trainer = trainer
 
     def state_dict(self) -> dict:
         np_state = np.random.get_state()
         state = {"python": random.getstate(), "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
-                 "torch": torch.get_rng_state()}
+                 "torch": torch.get_rng_state(),
+                 "validation_follows": self._trainer is not None and validation_follows(self._trainer)}
         if torch.cuda.is_available():  # one generator per visible GPU: sampling on GPUs draws from these
             state["cuda"] = torch.cuda.get_rng_state_all()
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
         self._pending = state_dict
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._pending is not None and self._pending.pop("validation_follows", False):
+            run_validation(trainer)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
         if self._pending is None:
