@@ -10,6 +10,7 @@ correlation (``reward_length_spearman`` in the summary).
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -148,4 +149,5 @@ def diagnose(models: list[str], data: str, output_dir: str, labels: list[str] | 
     write_text_atomic(out / "diagnostics.md", f"# Hidden-state diagnostics on {data} ({len(pairs)} pairs)\n\n"
                                               f"{tables}\n\n{images}\n")
     record_outputs(out, OUTPUTS)
+    print(f"diagnose: wrote diagnostics.json, diagnostics.md and {len(plots)} plots to {out}", file=sys.stderr)
     return summary

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Iterator
 from itertools import islice
 from typing import Literal
@@ -186,4 +187,5 @@ def evaluate(model: str, data: str, output_dir: str,
     metrics["length_policy"] = {"max_length": max_length, "overlong": overlong, **scorer.counts}
     write_report(out, metrics, f"{format} evaluation of {model} on {data}")
     record_outputs(out, OUTPUTS)
+    print(f"evaluate: wrote {', '.join(OUTPUTS)} to {out}", file=sys.stderr)
     return metrics
