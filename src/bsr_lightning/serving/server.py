@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import os
 import signal
 import sys
@@ -76,12 +77,25 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, batch_size: int
     if "ignore:resource_tracker:UserWarning" not in sys.warnoptions:
         sys.warnoptions.append("ignore:resource_tracker:UserWarning")
     start_guardian()  # if this process is killed outright, at any moment, the guardian ends what it started
+    logging.getLogger("litserve.server").addFilter(_ManagerGoneAtShutdown())
     server = ls.LitServer(api, accelerator=accelerator, devices=1, timeout=timeout, middlewares=[guard])
     # LitServe shuts its workers down on KeyboardInterrupt only
     signal.signal(signal.SIGTERM, functools.partial(_interrupt, os.getpid()))
     print(f"Serving {model} on http://{host}:{port}{SCORE_PATH}", flush=True)
     server.run(host=host, port=port, generate_client_file=False, log_level="warning")
     print("Server stopped.", flush=True)
+
+
+class _ManagerGoneAtShutdown(logging.Filter):
+    """Drop LitServe's "Monitoring worker crashed" when the crash is its monitor thread finding the multiprocessing
+    manager already shut down (a race in LitServe's own shutdown; the server stops cleanly). Any other crash of the
+    monitor is still logged."""
+
+    GONE = (BrokenPipeError, ConnectionResetError, EOFError, FileNotFoundError)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (str(record.msg).startswith("Monitoring worker crashed") and isinstance(error, self.GONE))
 
 
 def _interrupt(serving_pid: int, signum, frame) -> None:
