@@ -14,7 +14,8 @@ extensions = ["sphinx.ext.autodoc", "sphinx.ext.napoleon", "md_pages"]
 root_doc = "index"
 exclude_patterns = ["_build", "_ext", "reproduction/results.md", "reproduction/length/results.md"]
 html_theme = "alabaster"
-html_theme_options = {"description": "Robust reward models and RLHF with PyTorch Lightning", "fixed_sidebar": True}
+html_theme_options = {"description": "Robust reward models and RLHF with PyTorch Lightning", "fixed_sidebar": True,
+                      "page_width": "1240px", "sidebar_width": "250px"}
 html_static_path: list[str] = []
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"

@@ -77,7 +77,8 @@ def results_page(rows: list[dict]) -> str:
              "(a test checks that the page equals what they give). Only the latest run of each benchmark is here; "
              "[benchmarks.md](benchmarks.md) has every run, its settings and caveats. Ratios are means over the seeds "
              "each JSON lists, measured side by side in one run on the CPU named.", "", "## Speed", ""]
-    lines += [readme_table(rows), "", "Commands, as each JSON records them:", ""]
+    lines += ["![speed ratios](results_speed.png)", "", readme_table(rows), "", "Commands, as each JSON records them:",
+              ""]
     lines += [f"- `{r['file']}`, `{r['key']}`: `{r['command']}`" for r in rows]
     lines += ["", "## Reproduction", "", "[reproduction.md](reproduction.md) holds each protocol, fixed before its "
               "runs, and the tables. Verdicts by its decision rule (a paired 95% t-interval over 5 seeds):", "",
@@ -94,6 +95,29 @@ def results_page(rows: list[dict]) -> str:
         lines.append(f"| {what} | {counts.get('support', 0)} | {counts.get('no effect', 0)} | "
                      f"{counts.get('contradiction', 0)} | `docs/{name}` | {run['date']}, {run['cpu']} |")
     return "\n".join(lines) + "\n"
+
+
+def speed_chart(rows: list[dict], path: Path) -> None:
+    """A horizontal bar per comparison: the ratio, with 1x (parity) marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [r["what"].split(":")[0].replace("`", "") + ("\n" + r["what"].split(":")[1].split(",")[0].strip()
+                                                          .replace("`", "") if ":" in r["what"] else "")
+              for r in rows]
+    fig, ax = plt.subplots(figsize=(9, 0.7 * len(rows) + 1))
+    ax.barh(range(len(rows)), [r["ratio"] for r in rows], color="tab:blue")
+    ax.axvline(1.0, color="black", linewidth=1)
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    ax.invert_yaxis()
+    for i, r in enumerate(rows):
+        ax.text(r["ratio"] + 0.03, i, f"{r['ratio']:.2f}x", va="center", fontsize=8)
+    ax.set_xlabel("speed ratio (1x = the baseline named in the table)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
 
 
 def with_table(readme: str, table: str) -> str:
@@ -117,6 +141,10 @@ def main() -> None:
     for path in stale:
         path.write_text(pages[path])
         print(f"wrote {path.relative_to(REPO)}")
+    chart = DOCS / "results_speed.png"
+    if stale or not chart.is_file():
+        speed_chart(rows, chart)
+        print(f"wrote {chart.relative_to(REPO)}")
 
 
 if __name__ == "__main__":
