@@ -66,6 +66,16 @@ def cached(folder: Path, make) -> dict:
     return result
 
 
+def claim1_fit(root: Path, reg: list[str], seed: int, limits: list[str], *extra: str) -> None:
+    """One claim-1 reward model: MiniLM-L6 on the HH-RLHF pairs beside the repo, sized by :data:`CLAIM1`."""
+    cli(["fit", "--config", str(CONFIGS / "reward/hh_rlhf_minilm.yaml"), "--data.path", str(HH),
+         "--data.max_pairs", str(CLAIM1["max_pairs"]), "--data.val_fraction", str(CLAIM1["val_fraction"]),
+         "--data.max_length", str(CLAIM1["max_length"]), "--data.seed", str(seed),
+         "--seed_everything", str(seed), "--model.regularizer", *reg,
+         "--trainer.max_epochs", str(CLAIM1["epochs"]), "--trainer.val_check_interval", "0.5",
+         "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false", *limits, *extra])
+
+
 def claim1(work: Path, seeds: list[int], quick: bool) -> dict:
     keys = ("val/accuracy", "val/hidden_norm_mean", "val/hidden_norm_std", "val/reward_mean", "val/reward_std")
     limits = ["--trainer.limit_train_batches", "4", "--trainer.limit_val_batches", "1"] if quick else []
@@ -75,12 +85,7 @@ def claim1(work: Path, seeds: list[int], quick: bool) -> dict:
             root = work / "claim1" / f"{cond}_seed{seed}"
 
             def make(root=root, reg=reg, seed=seed) -> dict:
-                cli(["fit", "--config", str(CONFIGS / "reward/hh_rlhf_minilm.yaml"), "--data.path", str(HH),
-                     "--data.max_pairs", str(CLAIM1["max_pairs"]), "--data.val_fraction", str(CLAIM1["val_fraction"]),
-                     "--data.max_length", str(CLAIM1["max_length"]), "--data.seed", str(seed),
-                     "--seed_everything", str(seed), "--model.regularizer", *reg,
-                     "--trainer.max_epochs", str(CLAIM1["epochs"]), "--trainer.val_check_interval", "0.5",
-                     "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false", *limits])
+                claim1_fit(root, reg, seed, limits)
                 rows = last_metrics(root)
                 return {"val": column(rows, keys), "train_accuracy": column(rows, ("train/accuracy",))}
 
@@ -128,34 +133,57 @@ def reward_model(work: Path, cond: str, seed: int) -> Path:
     return work / "claim2" / cond / "runs" / f"{CONDITIONS[cond][0].rsplit('.', 1)[-1]}_seed{seed}" / "model"
 
 
-def claim3(work: Path, seeds: list[int], quick: bool) -> dict:
-    sft = work / "claim3" / "sft_policy"
+def sft_policy(folder: Path, quick: bool) -> Path:
+    """The tiny SFT policy, trained once into ``folder/sft_policy`` (its logs in ``folder/sft``)."""
+    sft = folder / "sft_policy"
     quick_sft = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3"] if quick else []
     if not (sft / "config.json").exists():
         cli(["fit", "--config", str(CONFIGS / "sft/synthetic_tiny.yaml"), "--trainer.default_root_dir",
-             str(work / "claim3" / "sft"), "--trainer.callbacks.output_dir", str(sft),
+             str(folder / "sft"), "--trainer.callbacks.output_dir", str(sft),
              "--trainer.enable_progress_bar", "false", *quick_sft])
-    steps = 4 if quick else RLOO_STEPS
+    return sft
+
+
+RLOO_KEYS = ("val/gold_reward", "val/kl", "val/proxy_reward", "val/response_length")
+
+
+def rloo_run(root: Path, sft: Path, reward: Path, seed: int, quick: bool, *extra: str) -> list[dict]:
+    """Validate the SFT policy (step 0), then RLOO against ``reward``; the held-out curve of :data:`RLOO_KEYS`."""
     limits = ["--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1"] if quick else []
-    keys = ("val/gold_reward", "val/kl", "val/proxy_reward", "val/response_length")
+    common = ["--config", str(CONFIGS / "rloo/synthetic_tiny.yaml"), "--seed_everything", str(seed),
+              "--model.backbone.name", str(sft), "--model.reward.path", str(reward),
+              "--trainer.enable_progress_bar", "false", *extra, *limits]
+    cli(["validate", *common, "--trainer.default_root_dir", str(root / "start")])
+    cli(["fit", *common, "--trainer.default_root_dir", str(root), "--trainer.max_steps",
+         str(4 if quick else RLOO_STEPS), "--trainer.callbacks.output_dir", str(root / "policy")])
+    start = column(last_metrics(root / "start"), RLOO_KEYS)
+    return [{**start[-1], "step": 0}, *column(last_metrics(root), RLOO_KEYS)]
+
+
+def claim3(work: Path, seeds: list[int], quick: bool) -> dict:
+    sft = sft_policy(work / "claim3", quick)
     out = {}
     for cond in ("bt", "bsr_1e-3"):
         for seed in seeds:
             root = work / "claim3" / f"{cond}_seed{seed}"
 
             def make(root=root, cond=cond, seed=seed) -> dict:
-                common = ["--config", str(CONFIGS / "rloo/synthetic_tiny.yaml"), "--seed_everything", str(seed),
-                          "--model.backbone.name", str(sft), "--model.reward.path", str(reward_model(work, cond, seed)),
-                          "--trainer.enable_progress_bar", "false", *limits]
-                cli(["validate", *common, "--trainer.default_root_dir", str(root / "start")])
-                cli(["fit", *common, "--trainer.default_root_dir", str(root), "--trainer.max_steps", str(steps),
-                     "--trainer.callbacks.output_dir", str(root / "policy")])
-                start = column(last_metrics(root / "start"), keys)
-                return {"val": [{**start[-1], "step": 0}, *column(last_metrics(root), keys)],
+                return {"val": rloo_run(root, sft, reward_model(work, cond, seed), seed, quick),
                         "train": column(last_metrics(root), ("train/kl", "train/gold_reward", "train/proxy_reward"))}
 
             out.setdefault(cond, []).append(cached(root, make))
     return out
+
+
+def work_dir(path: str, quick: bool) -> Path:
+    """The runs' folder: a quick run's earlier folder (marked ``.quick``) is cleared, never a real one."""
+    work = Path(path)
+    if quick and work.exists() and (work / ".quick").exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    if quick:
+        (work / ".quick").touch()
+    return work
 
 
 def main() -> None:
@@ -168,12 +196,7 @@ def main() -> None:
     args = parser.parse_args()
     from reproduce_report import write_report  # beside this script
 
-    work, started = Path(args.work_dir), time.perf_counter()
-    if args.quick and work.exists() and (work / ".quick").exists():
-        shutil.rmtree(work)  # a quick run's folder, never a real one
-    work.mkdir(parents=True, exist_ok=True)
-    if args.quick:
-        (work / ".quick").touch()
+    work, started = work_dir(args.work_dir, args.quick), time.perf_counter()
     results = {}
     if 1 in args.claims:
         results["claim1"] = claim1(work, args.seeds, args.quick)

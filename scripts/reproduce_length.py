@@ -20,11 +20,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from pathlib import Path
 
-from reproduce import CLAIM1, CONDITIONS, CONFIGS, HH, cached, cli, column  # beside this script
+from reproduce import (  # beside this script
+    CLAIM1,
+    CONDITIONS,
+    CONFIGS,
+    HH,
+    cached,
+    claim1_fit,
+    cli,
+    column,
+    rloo_run,
+    sft_policy,
+    work_dir,
+)
 from rloo_demo import last_metrics
 
 LEVELS, PRIMARY = (0.25, 0.5), 0.5  # fixed in the protocol, before any run
@@ -123,15 +134,7 @@ def reward_models(work: Path, seeds: list[int], quick: bool) -> dict:
 
 
 def rloo(work: Path, seeds: list[int], quick: bool) -> dict:
-    sft = work / "sft_policy"
-    quick_sft = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3"] if quick else []
-    if not (sft / "config.json").exists():
-        cli(["fit", "--config", str(CONFIGS / "sft/synthetic_tiny.yaml"), "--trainer.default_root_dir",
-             str(work / "sft"), "--trainer.callbacks.output_dir", str(sft), "--trainer.enable_progress_bar", "false",
-             *quick_sft])
-    steps = 4 if quick else RLOO_STEPS
-    limits = ["--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1"] if quick else []
-    keys = ("val/gold_reward", "val/kl", "val/proxy_reward", "val/response_length")
+    sft = sft_policy(work, quick)
     out: dict = {}
     for cond in RLOO_CONDITIONS:
         for seed in seeds:
@@ -139,15 +142,8 @@ def rloo(work: Path, seeds: list[int], quick: bool) -> dict:
             reward = work / "rm" / f"bias{PRIMARY}" / f"{cond}_seed{seed}" / "model"
 
             def make(root=root, reward=reward, seed=seed) -> dict:
-                common = ["--config", str(CONFIGS / "rloo/synthetic_tiny.yaml"), "--seed_everything", str(seed),
-                          "--model.backbone.name", str(sft), "--model.reward.path", str(reward),
-                          "--model.sampling.max_new_tokens", str(MAX_NEW), "--trainer.enable_progress_bar", "false",
-                          *limits]
-                cli(["validate", *common, "--trainer.default_root_dir", str(root / "start")])
-                cli(["fit", *common, "--trainer.default_root_dir", str(root), "--trainer.max_steps", str(steps),
-                     "--trainer.callbacks.output_dir", str(root / "policy")])
-                start = column(last_metrics(root / "start"), keys)
-                return {"val": [{**start[-1], "step": 0}, *column(last_metrics(root), keys)]}
+                new_tokens = ["--model.sampling.max_new_tokens", str(MAX_NEW)]
+                return {"val": rloo_run(root, sft, reward, seed, quick, *new_tokens)}
 
             out.setdefault(cond, []).append(cached(root, make))
     return out
@@ -172,14 +168,9 @@ def hh(work: Path, seeds: list[int], quick: bool) -> dict:
             root = work / "hh" / f"{cond}_seed{seed}"
 
             def make(root=root, cond=cond, seed=seed) -> dict:
-                cli(["fit", "--config", str(CONFIGS / "reward/hh_rlhf_minilm.yaml"), "--data.path", str(HH),
-                     "--data.max_pairs", str(CLAIM1["max_pairs"]), "--data.val_fraction", str(CLAIM1["val_fraction"]),
-                     "--data.max_length", str(CLAIM1["max_length"]), "--data.seed", str(seed),
-                     "--seed_everything", str(seed), "--model.regularizer", *CONDITIONS[cond],
-                     "--trainer.max_epochs", str(CLAIM1["epochs"]), "--trainer.val_check_interval", "0.5",
-                     "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false",
-                     "--trainer.callbacks+=bsr_lightning.training.callbacks.ExportOnFitEnd",
-                     "--trainer.callbacks.output_dir", str(root / "model"), *limits])
+                claim1_fit(root, CONDITIONS[cond], seed, limits,
+                           "--trainer.callbacks+=bsr_lightning.training.callbacks.ExportOnFitEnd",
+                           "--trainer.callbacks.output_dir", str(root / "model"))
                 scores = score(root / "model", hh_heldout(seed), root,
                                ["--max_length", str(CLAIM1["max_length"]), "--overlong", "truncate_left"])
                 return {**scores, "val_accuracy": column(last_metrics(root), ("val/accuracy",))[-1]["val/accuracy"]}
@@ -199,12 +190,7 @@ def main() -> None:
     args = parser.parse_args()
     from reproduce_length_report import write_report  # beside this script
 
-    work, started = Path(args.work_dir), time.perf_counter()
-    if args.quick and work.exists() and (work / ".quick").exists():
-        shutil.rmtree(work)  # a quick run's folder, never a real one
-    work.mkdir(parents=True, exist_ok=True)
-    if args.quick:
-        (work / ".quick").touch()
+    work, started = work_dir(args.work_dir, args.quick), time.perf_counter()
     results: dict = {}
     if "facts" in args.parts:
         results["facts"] = {"synthetic": synthetic_facts(args.seeds), "hh": hh_facts()}

@@ -244,10 +244,9 @@ def derived_summaries() -> dict[str, str]:
     def first_sentence(fn) -> str:
         return summary_of(fn).replace("``", "").split("; ")[0].split(". ")[0].rstrip(".")
 
-    lightning = {name: SUMMARIES[name] for name in ("fit", "validate", "test", "predict")}
-    summaries = {**lightning, **{name: first_sentence(fn) for name, fn in COMMAND_FUNCTIONS.items()}}
-    summaries["plan"] = "parameter counts and memory per device of a fit config, without loading weights"
-    return summaries
+    # LightningCLI's commands and plan (whose function parses a fit config) have no docstring summary to derive
+    fixed = {name: SUMMARIES[name] for name in ("fit", "validate", "test", "predict", "plan")}
+    return {**fixed, **{name: first_sentence(fn) for name, fn in COMMAND_FUNCTIONS.items() if name != "plan"}}
 
 
 def print_help() -> None:
